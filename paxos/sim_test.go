@@ -45,8 +45,8 @@ func defaultSimOptions() simOptions {
 
 type simResult struct {
 	steps, msgs, commits, faults, leaderChanges int
-	violations                                 []string
-	trace                                      []string
+	violations                                  []string
+	trace                                       []string
 }
 
 type simMsg struct {
