@@ -1,0 +1,5 @@
+//go:build !race
+
+package paxos_test
+
+const raceEnabled = false
