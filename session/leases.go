@@ -12,9 +12,11 @@ import (
 var (
 	// ErrNotLeader means this replica does not run session leases now.
 	ErrNotLeader = errors.New("session: not the leader")
-	// ErrUnknownSession means no live lease exists for the id (it expired,
-	// ended, or is being expired).
-	ErrUnknownSession = errors.New("session: unknown or expired session")
+	// ErrUnknownSession means the table holds no lease for the id.
+	ErrUnknownSession = errors.New("session: no lease for this session")
+	// ErrExpiring means the session's lease ran out: its expiry is being
+	// proposed and nothing can revive it.
+	ErrExpiring = errors.New("session: lease ran out")
 )
 
 // Leases is the leader's table of session leases. It holds time only in
@@ -147,8 +149,11 @@ func (l *Leases) KeepAlive(now time.Time, id string) (time.Duration, error) {
 		return 0, ErrNotLeader
 	}
 	ls, ok := l.byID[id]
-	if !ok || ls.expiring || !now.Before(ls.deadline) {
+	if !ok {
 		return 0, ErrUnknownSession
+	}
+	if ls.expiring || !now.Before(ls.deadline) {
+		return 0, ErrExpiring
 	}
 	if d := now.Add(ls.ttl); d.After(ls.deadline) {
 		ls.deadline = d

@@ -33,7 +33,7 @@ func TestLeasesPromoteGrantsGrace(t *testing.T) {
 	if got := l.Expired(t0.Add(8 * time.Second)); len(got) != 0 {
 		t.Fatalf("handed out twice: %v", got)
 	}
-	if _, err := l.KeepAlive(t0.Add(8*time.Second), "b"); !errors.Is(err, ErrUnknownSession) {
+	if _, err := l.KeepAlive(t0.Add(8*time.Second), "b"); !errors.Is(err, ErrExpiring) {
 		t.Fatalf("keepalive of an expiring session: %v", err)
 	}
 }
