@@ -27,9 +27,11 @@ func (c *Core) heardLeader(b Ballot) {
 // any state, so that a replica cut off from the leader cannot disrupt it when
 // it comes back (it would otherwise raise every acceptor's ballot).
 func (c *Core) onPreVote(m Message) {
-	grant := !c.hs.Recovering && !c.leaseHeld() && c.role != Leader &&
-		m.Commit >= c.snap.Slot &&
-		(c.leader == None || c.now-c.lastHeard >= uint64(c.cfg.ElectionTicks))
+	// The leader we follow may campaign again (it does so to let a
+	// recovering replica rejoin): it holds our lease, so it is no disruption.
+	ours := c.leaseHolder == m.From || c.leader == m.From
+	grant := !c.hs.Recovering && c.role != Leader && m.Commit >= c.snap.Slot &&
+		(ours || (!c.leaseHeld() && (c.leader == None || c.now-c.lastHeard >= uint64(c.cfg.ElectionTicks))))
 	// Ballot tells the candidate how high it must go to be heard.
 	c.send(Message{Type: MsgPreVoteResp, To: m.From, Ballot: c.hs.Promised, Tick: m.Tick, Reject: !grant})
 }

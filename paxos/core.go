@@ -365,7 +365,7 @@ func (c *Core) setCommit(s uint64) {
 
 func (c *Core) resetElectionTimer() {
 	f := 1 << min(c.backoff, 3)
-	span := c.cfg.ElectionTicks * f
+	span := max(c.cfg.ElectionTicks/2, 1) * f
 	c.electionDeadline = c.now + uint64(c.cfg.ElectionTicks) + uint64(c.rnd.Intn(span))
 }
 

@@ -79,6 +79,8 @@ func (c *Core) startPhase1() {
 	c.ballot = b
 	c.setRole(Candidate, None)
 	c.cand = candidateState{phase1: true, fromSlot: c.hs.Commit + 1, promises: map[NodeID][]Entry{}, rejoin: rejoin}
+	// Give Phase 1 a full election timeout before we give up on it.
+	c.resetElectionTimer()
 	// Our own promise counts once it is durable (Advance).
 	c.selfPromise = true
 	c.broadcast(Message{Type: MsgPrepare, Ballot: b, Slot: c.cand.fromSlot, Commit: c.hs.Commit}, false)

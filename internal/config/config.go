@@ -53,16 +53,17 @@ type Config struct {
 	Pprof    bool   `json:"pprof"`
 }
 
-// Default returns the defaults: a 10 ms tick, 400 ms election timeout, 300 ms
-// lease, a snapshot every 10,000 slots and 5 s of session grace on failover.
+// Default returns the defaults: a 10 ms tick, heartbeats every 30 ms, a
+// 150 ms leader lease, elections after 200-300 ms without a leader, a
+// snapshot every 10,000 slots and 5 s of session grace on failover.
 func Default() Config {
 	return Config{
 		Cell:           "local",
 		TickMs:         10,
-		ElectionTicks:  40,
-		HeartbeatTicks: 5,
-		LeaseTicks:     30,
-		DriftTicks:     3,
+		ElectionTicks:  20,
+		HeartbeatTicks: 3,
+		LeaseTicks:     15,
+		DriftTicks:     2,
 		SnapshotEvery:  10000,
 		SessionGraceMs: 5000,
 		LogLevel:       "info",
