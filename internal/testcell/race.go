@@ -1,0 +1,5 @@
+//go:build race
+
+package testcell
+
+const raceEnabled = true
