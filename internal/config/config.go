@@ -119,6 +119,9 @@ func (c *Config) applyEnv(env func(string) string) error {
 	str("LOCKD_PEER_LISTEN", &c.PeerListen)
 	str("LOCKD_GOSSIP_LISTEN", &c.GossipListen)
 	str("LOCKD_LOG_LEVEL", &c.LogLevel)
+	if v := env("LOCKD_PPROF"); v != "" {
+		c.Pprof, _ = strconv.ParseBool(v)
+	}
 	if v := env("LOCKD_BOOTSTRAP"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -114,6 +114,9 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 		Logger:  logger,
 	})
 	s.peers.mount(s.api)
+	if cfg.Pprof {
+		mountPprof(s.api)
+	}
 	s.ln, err = net.Listen("tcp", clientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for clients on %s: %w", clientAddr, err)
