@@ -49,8 +49,10 @@ type Options struct {
 	NoForward bool
 	// Grace is the session grace a new leader grants (default 200ms).
 	Grace time.Duration
-	// TickInterval is the Paxos tick (default 1ms; with the tick counts of
-	// paxos.DefaultConfig an election takes about 40-80ms).
+	// TickInterval is the Paxos tick (default 2ms). The tick counts are
+	// paxos.DefaultConfig's, tuned for 10ms ticks, so the cell runs them
+	// five times faster: with DefaultConfig's 20 election ticks, an election
+	// timeout of about 40-80ms.
 	TickInterval time.Duration
 	// SSEKeepAlive is the API's idle-stream comment interval (default 15s).
 	SSEKeepAlive time.Duration
@@ -112,7 +114,7 @@ func NewCellWith(t testing.TB, opts Options) *Cell {
 		opts.Grace = 200 * time.Millisecond
 	}
 	if opts.TickInterval <= 0 {
-		opts.TickInterval = time.Millisecond
+		opts.TickInterval = 2 * time.Millisecond
 	}
 	if opts.LogLevel == hclog.NoLevel {
 		opts.LogLevel = hclog.Warn
