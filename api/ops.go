@@ -36,6 +36,15 @@ func (s *Server) cluster(c echo.Context) error {
 	return c.JSON(http.StatusOK, body)
 }
 
+// GET /v1/cluster/self: this replica's view of itself, delegated to
+// Options.SelfStatus (the cell view of other replicas is built from it).
+func (s *Server) clusterSelf(c echo.Context) error {
+	if s.opts.SelfStatus == nil {
+		return c.JSON(http.StatusOK, map[string]any{"id": s.opts.Self})
+	}
+	return c.JSON(http.StatusOK, s.opts.SelfStatus())
+}
+
 // GET /v1/cluster/flow?since=N: delegated to Options.Flow.
 func (s *Server) flow(c echo.Context) error {
 	since, _, err := uintParam(c, "since")

@@ -28,6 +28,7 @@ func (s *Server) routes() {
 
 	e.GET("/v1/cluster", s.cluster)
 	e.GET("/v1/cluster/flow", s.flow)
+	e.GET("/v1/cluster/self", s.clusterSelf)
 	e.GET("/v1/openapi.json", s.openAPI)
 	e.GET("/metrics", s.metrics)
 	e.GET("/healthz", s.healthz)

@@ -36,6 +36,10 @@ type Options struct {
 	// Flow assembles the body of GET /v1/cluster/flow?since=N. Nil answers
 	// with no messages.
 	Flow func(since uint64) any
+	// SelfStatus assembles the body of GET /v1/cluster/self: this replica's
+	// own status, which the others fetch to build the cell view. Nil
+	// answers with the replica id only.
+	SelfStatus func() any
 	// Metrics serves GET /metrics (Prometheus); nil answers not_found.
 	Metrics http.Handler
 	// Ready decides GET /readyz; nil means ready while a leader is known.

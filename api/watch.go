@@ -98,8 +98,11 @@ func (s *Server) longPoll(c echo.Context, path string, recursive bool, since uin
 // replica shuts down, or the stream falls behind the retained history
 // (then a final "error" event carries the compacted error body).
 //
-// Every event of one log index is written and flushed in one piece, each
-// with "id: <index>", so Last-Event-ID resumes after the whole index.
+// One log index can carry several events. They are written and flushed in
+// one piece, and only the last event of an index carries "id: <index>"
+// (SSE keeps the previous id for events without one), so a stream cut in
+// the middle of an index resumes from the index before it and repeats that
+// index whole rather than losing its tail.
 func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos uint64) error {
 	ctx, cancel := s.waitContext(c)
 	defer cancel()
@@ -126,8 +129,9 @@ func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos u
 		}
 		if len(evs) > 0 {
 			buf.Reset()
-			for _, e := range evs {
-				writeSSEEvent(&buf, wireEvent(e))
+			for i, e := range evs {
+				last := i == len(evs)-1 || evs[i+1].Index != e.Index
+				writeSSEEvent(&buf, wireEvent(e), last)
 			}
 			if _, err := res.Write([]byte(buf.String())); err != nil {
 				return nil
@@ -150,9 +154,12 @@ func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos u
 	}
 }
 
-func writeSSEEvent(b *strings.Builder, e wire.Event) {
+func writeSSEEvent(b *strings.Builder, e wire.Event, withID bool) {
 	data, _ := json.Marshal(e)
-	fmt.Fprintf(b, "id: %d\nevent: %s\ndata: %s\n\n", e.Index, e.Type, data)
+	if withID {
+		fmt.Fprintf(b, "id: %d\n", e.Index)
+	}
+	fmt.Fprintf(b, "event: %s\ndata: %s\n\n", e.Type, data)
 }
 
 func writeSSEError(b *strings.Builder, e *Error) {

@@ -27,6 +27,9 @@ type sseStream struct {
 	rd       *bufio.Reader
 	cancel   context.CancelFunc
 	comments int
+	// openIndex is the index of the last event read without an id: the
+	// next event must belong to the same index.
+	openIndex uint64
 }
 
 func openSSE(t testing.TB, url string, header ...string) *sseStream {
@@ -100,8 +103,15 @@ func (s *sseStream) events(n int) []wire.Event {
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
 			s.t.Fatalf("event data %q: %v", ev.Data, err)
 		}
-		if ev.ID != strconv.FormatUint(e.Index, 10) || ev.Event != e.Type {
-			s.t.Fatalf("message id %q event %q, data %+v", ev.ID, ev.Event, e)
+		// Only the last event of an index carries its id, so an event
+		// without one must be followed by another of the same index.
+		if (ev.ID != "" && ev.ID != strconv.FormatUint(e.Index, 10)) || ev.Event != e.Type ||
+			(s.openIndex != 0 && e.Index != s.openIndex) {
+			s.t.Fatalf("message id %q event %q, data %+v (index %d still open)", ev.ID, ev.Event, e, s.openIndex)
+		}
+		s.openIndex = 0
+		if ev.ID == "" {
+			s.openIndex = e.Index
 		}
 		out = append(out, e)
 	}

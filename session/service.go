@@ -44,6 +44,8 @@ type Service struct {
 
 	tickMu      sync.Mutex
 	tickPending bool
+
+	promoteMu sync.Mutex // one promotion at a time
 }
 
 // ServiceConfig wires a Service.
@@ -138,6 +140,11 @@ func (s *Service) CreateSession(ctx context.Context, cmd lockservice.Command) (S
 // KeepAlive extends a session's lease on the leader (not logged) and
 // returns the session.
 func (s *Service) KeepAlive(ctx context.Context, id string) (SessionInfo, error) {
+	if !s.leases.Leading() && s.consensus.Status().Role == paxos.Leader {
+		// Just elected: start the leases now rather than refusing the
+		// clients that are looking for the new leader.
+		s.promote(ctx)
+	}
 	now := s.now()
 	_, err := s.leases.KeepAlive(now, id)
 	switch {
@@ -266,6 +273,11 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 // promote starts leases once this new leader's state is current: every
 // session gets a fresh lease plus grace, and the log records the change.
 func (s *Service) promote(ctx context.Context) {
+	s.promoteMu.Lock()
+	defer s.promoteMu.Unlock()
+	if s.leases.Leading() {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := s.consensus.LinearizableRead(rctx); err != nil {
@@ -274,7 +286,8 @@ func (s *Service) promote(ctx context.Context) {
 	s.leases.Promote(s.now(), s.live())
 	s.log.Info("session leases started", "sessions", len(s.live()))
 	go func() {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Not the caller's ctx: a KeepAlive request may be what promoted.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if _, err := s.Propose(pctx, lockservice.Command{Kind: lockservice.KindLeaderChanged, Leader: s.self}); err != nil {
 			s.log.Warn("cannot record leader change", "error", err)

@@ -8,9 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/lockd/lockd/api"
 	"github.com/lockd/lockd/paxos"
 )
 
@@ -57,11 +54,6 @@ type peerStatus struct {
 
 func newPeerStatus(s *Server) *peerStatus {
 	return &peerStatus{s: s, client: &http.Client{Timeout: 400 * time.Millisecond}, last: map[string]time.Time{}}
-}
-
-// mount adds GET /v1/cluster/self, one replica's view of itself.
-func (p *peerStatus) mount(a *api.Server) {
-	a.Echo().GET("/v1/cluster/self", func(c echo.Context) error { return c.JSON(http.StatusOK, p.selfView()) })
 }
 
 func (p *peerStatus) selfView() ReplicaView {

@@ -27,16 +27,22 @@ type FlowMessage struct {
 // received, bounded, for /v1/cluster/flow.
 type flowRing struct {
 	mu   sync.Mutex
+	// lastBeat is the commit index of the last heartbeat recorded per
+	// link: heartbeats that carry nothing new are left out.
+	lastBeat map[[2]paxos.NodeID]uint64
 	buf  []FlowMessage
 	next uint64 // seq of the next message
 	size int
 }
 
-func newFlowRing(size int) *flowRing { return &flowRing{buf: make([]FlowMessage, 0, size), size: size} }
+func newFlowRing(size int) *flowRing {
+	return &flowRing{buf: make([]FlowMessage, 0, size), size: size, lastBeat: map[[2]paxos.NodeID]uint64{}}
+}
 
 // Observe records a paxos flow event; it is called on the node's loop, so
-// it only copies into the ring. Heartbeat acks are left out: they carry no
-// decision and would flood the view.
+// it only copies into the ring. Heartbeat acks, and heartbeats whose commit
+// index did not move, are left out: they carry no decision and would flood
+// the view.
 func (r *flowRing) Observe(ev paxos.FlowEvent) {
 	var m FlowMessage
 	if ev.Status != nil {
@@ -52,6 +58,13 @@ func (r *flowRing) Observe(ev paxos.FlowEvent) {
 	m.Time = ev.Time.UnixMilli()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ev.Status == nil && ev.Type == paxos.MsgHeartbeat {
+		link := [2]paxos.NodeID{ev.From, ev.To}
+		if prev, ok := r.lastBeat[link]; ok && prev == ev.Slot {
+			return
+		}
+		r.lastBeat[link] = ev.Slot
+	}
 	m.Seq = r.next
 	r.next++
 	if len(r.buf) < r.size {

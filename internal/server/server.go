@@ -19,6 +19,8 @@ import (
 	"github.com/lockd/lockd/api"
 	"github.com/lockd/lockd/internal/config"
 	"github.com/lockd/lockd/internal/members"
+	"github.com/lockd/lockd/internal/metrics"
+	"github.com/lockd/lockd/internal/ui"
 	"github.com/lockd/lockd/lockservice"
 	"github.com/lockd/lockd/paxos"
 	"github.com/lockd/lockd/paxos/pebblestore"
@@ -40,6 +42,7 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	flow    *flowRing
+	metrics *metrics.Metrics
 	peers   *peerStatus
 	started time.Time
 }
@@ -53,7 +56,7 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: logger, flow: newFlowRing(4096), started: time.Now()}
+	s := &Server{cfg: cfg, log: logger, flow: newFlowRing(4096), metrics: metrics.New(metrics.Options{}), started: time.Now()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -90,12 +93,13 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 	pcfg := paxos.DefaultConfig(id, peerIDs)
 	pcfg.ElectionTicks, pcfg.HeartbeatTicks = cfg.ElectionTicks, cfg.HeartbeatTicks
 	pcfg.LeaseTicks, pcfg.DriftTicks = cfg.LeaseTicks, cfg.DriftTicks
-	s.node, err = paxos.NewNode(paxos.NodeConfig{Core: pcfg, Storage: s.store, Transport: s.tr, StateMachine: s.sm,
-		TickInterval: cfg.Tick(), SnapshotEvery: cfg.SnapshotEvery, Observer: s.flow.Observe, Logger: logger})
+	s.node, err = paxos.NewNode(paxos.NodeConfig{Core: pcfg, Storage: meteredStorage{s.store, s.metrics}, Transport: s.tr,
+		StateMachine: meteredMachine{s.sm, s.metrics}, TickInterval: cfg.Tick(), SnapshotEvery: cfg.SnapshotEvery,
+		Observer: func(ev paxos.FlowEvent) { s.flow.Observe(ev); s.metrics.ObserveFlow(ev) }, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	s.svc = session.NewService(session.ServiceConfig{Consensus: s.node, Machine: s.sm,
+	s.svc = session.NewService(session.ServiceConfig{Consensus: meteredConsensus{s.node, s.metrics}, Machine: s.sm,
 		Grace: time.Duration(cfg.SessionGraceMs) * time.Millisecond, Self: formatID(cfg.ID), Logger: logger})
 	s.members, err = members.Start(members.Config{Name: formatID(cfg.ID), Bind: gossipAddr,
 		Advertise: cfg.Self().Gossip, Peers: gossipPeers, Logger: logger})
@@ -104,16 +108,20 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 	}
 	s.peers = newPeerStatus(s)
 	s.api = api.New(api.Options{
-		Service: s.svc,
-		Cell:    cfg.Cell,
-		Self:    formatID(cfg.ID),
-		Leader:  s.leader,
-		Cluster: s.cluster,
-		Flow:    func(since uint64) any { return map[string]any{"messages": s.flow.Since(since)} },
-		Ready:   s.ready,
-		Logger:  logger,
+		Service:    s.svc,
+		Cell:       cfg.Cell,
+		Self:       formatID(cfg.ID),
+		Leader:     s.leader,
+		Cluster:    s.cluster,
+		Flow:       func(since uint64) any { return map[string]any{"messages": s.flow.Since(since)} },
+		SelfStatus: func() any { return s.peers.selfView() },
+		Ready:      s.ready,
+		Metrics:    s.metrics.Handler(),
+		UI:         ui.Handler(),
+		Logger:     logger,
 	})
-	s.peers.mount(s.api)
+	s.api.Echo().Use(s.metrics.EchoMiddleware())
+	s.metrics.OnCollect(s.collect)
 	if cfg.Pprof {
 		mountPprof(s.api)
 	}
@@ -174,6 +182,18 @@ func (s *Server) closeParts() {
 	if s.store != nil {
 		s.store.Close()
 	}
+}
+
+// collect refreshes the gauges that are read from state at scrape time.
+func (s *Server) collect(m *metrics.Metrics) {
+	m.SetStatus(s.node.Status(), s.cfg.Tick())
+	m.SetSessions(len(s.sm.LiveSessions()))
+	held, waiters := 0, 0
+	for _, l := range s.sm.ListLocks(s.sm.NowMs()) {
+		held += len(l.Holders)
+		waiters += len(l.Waiters)
+	}
+	m.SetLocks(held, waiters)
 }
 
 // leader returns the leader this replica knows of and its client URL.
