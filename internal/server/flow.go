@@ -26,13 +26,13 @@ type FlowMessage struct {
 // flowRing keeps the most recent consensus messages this replica sent or
 // received, bounded, for /v1/cluster/flow.
 type flowRing struct {
-	mu   sync.Mutex
+	mu sync.Mutex
 	// lastBeat is the commit index of the last heartbeat recorded per
 	// link: heartbeats that carry nothing new are left out.
 	lastBeat map[[2]paxos.NodeID]uint64
-	buf  []FlowMessage
-	next uint64 // seq of the next message
-	size int
+	buf      []FlowMessage
+	next     uint64 // seq of the next message
+	size     int
 }
 
 func newFlowRing(size int) *flowRing {
