@@ -120,3 +120,44 @@ func writeArtifact(t *testing.T, name string, data []byte) {
 	}
 	t.Logf("artifact: %s", path)
 }
+
+// TestClusterStatusDuringLeaderKill: GET /v1/cluster, asked of a survivor
+// while the leader is killed, names the new leader and marks the old one
+// down, on every surviving replica.
+func TestClusterStatusDuringLeaderKill(t *testing.T) {
+	cell := testcell.Start(t, testcell.Options{})
+	leader := cell.WaitLeader(20 * time.Second)
+	v, err := cell.Cluster(context.Background(), leader%5+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Replicas) != 5 || v.Leader != fmt.Sprint(leader) {
+		t.Fatalf("before the kill: %+v", v)
+	}
+	for _, r := range v.Replicas {
+		if !r.Up {
+			t.Fatalf("replica %s down before the kill: %+v", r.ID, v)
+		}
+	}
+	cell.Kill(leader)
+	for _, r := range cell.Replicas {
+		if r.ID == leader {
+			continue
+		}
+		eventually(t, 10*time.Second, fmt.Sprintf("replica %d to name a new leader and mark %d down", r.ID, leader), func() bool {
+			v, err := cell.Cluster(context.Background(), r.ID)
+			if err != nil || v.Leader == "" || v.Leader == fmt.Sprint(leader) {
+				return false
+			}
+			for _, rep := range v.Replicas {
+				if rep.ID == fmt.Sprint(leader) && (rep.Up || rep.Role != "down") {
+					return false
+				}
+				if rep.ID == v.Leader && rep.Role != "leader" {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
