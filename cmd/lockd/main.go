@@ -45,5 +45,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.AddCommand(serveCmd(), cellCmd())
+	root.AddCommand(clientCmds()...)
+	markUsageErrors(root)
 	return root.ExecuteContext(ctx)
+}
+
+// markUsageErrors makes flag and argument errors usage errors (exit 2).
+func markUsageErrors(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return usageError{fmt.Errorf("%w\nusage: %s", err, cmd.UseLine())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
 }
