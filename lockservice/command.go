@@ -64,6 +64,11 @@ const (
 	KindTick
 	// KindLeaderChanged records that Leader now leads the cell.
 	KindLeaderChanged
+	// KindSetACL sets the rule for Principal at the prefix Path to Perms
+	// (replacing any rule for it there; no Perms is a rule that denies).
+	KindSetACL
+	// KindDeleteACL deletes the rule for Principal at the prefix Path.
+	KindDeleteACL
 	numKinds
 )
 
@@ -78,6 +83,8 @@ var kindNames = [numKinds]string{
 	KindRelease:       "release",
 	KindTick:          "tick",
 	KindLeaderChanged: "leader_changed",
+	KindSetACL:        "set_acl",
+	KindDeleteACL:     "delete_acl",
 }
 
 // String returns the wire name of k ("acquire", "put_node", ...).
@@ -162,6 +169,13 @@ type Command struct {
 
 	// LeaderChanged.
 	Leader string `json:"leader,omitempty"`
+
+	// Principal: for CreateSession, the principal that creates (and so
+	// owns) the session, "" when the cell runs without authentication; for
+	// SetACL and DeleteACL, whom the rule is for (a name, or Everyone).
+	Principal string `json:"principal,omitempty"`
+	// Perms of SetACL: permission names (see ParsePerms).
+	Perms []string `json:"perms,omitempty"`
 }
 
 // Bytes returns a pointer to a copy of b, for Command.Contents.
@@ -229,15 +243,17 @@ const (
 	fRequestID
 	fGeneration
 	fLeader
+	fPrincipal
+	fPerms
 )
 
 var fieldNames = []string{"session", "ttl_ms", "lock_delay_ms", "label", "host", "pid", "path",
 	"contents", "dir", "ephemeral", "create_only", "if_content_generation", "if_instance", "mode",
-	"wait_ms", "request_id", "generation", "leader"}
+	"wait_ms", "request_id", "generation", "leader", "principal", "perms"}
 
 // allowed lists the fields each kind may set.
 var allowed = [numKinds]int{
-	KindCreateSession: fTTL | fLockDelay | fLabel | fHost | fPID,
+	KindCreateSession: fTTL | fLockDelay | fLabel | fHost | fPID | fPrincipal,
 	KindEndSession:    fSession,
 	KindExpireSession: fSession,
 	KindPutNode:       fPath | fContents | fDir | fEphemeral | fSession | fCreateOnly | fIfContentGen,
@@ -246,6 +262,8 @@ var allowed = [numKinds]int{
 	KindRelease:       fPath | fSession | fGeneration | fRequestID,
 	KindTick:          0,
 	KindLeaderChanged: fLeader,
+	KindSetACL:        fPath | fPrincipal | fPerms,
+	KindDeleteACL:     fPath | fPrincipal,
 }
 
 func (c *Command) present() int {
@@ -273,6 +291,8 @@ func (c *Command) present() int {
 	set(fRequestID, c.RequestID != "")
 	set(fGeneration, c.Generation != 0)
 	set(fLeader, c.Leader != "")
+	set(fPrincipal, c.Principal != "")
+	set(fPerms, len(c.Perms) > 0)
 	return f
 }
 
@@ -311,6 +331,9 @@ func (c *Command) Validate(cell string) error {
 		}
 		if c.PID < 0 || c.PID > MaxPID {
 			return errorf(ErrInvalidArgument, "pid %d outside 0..%d", c.PID, MaxPID)
+		}
+		if c.Principal != "" {
+			return ValidatePrincipal(c.Principal, false)
 		}
 	case KindEndSession, KindExpireSession:
 		return validSessionID(c.Session)
@@ -365,6 +388,15 @@ func (c *Command) Validate(cell string) error {
 		return validRequestID(c.RequestID)
 	case KindLeaderChanged:
 		return validText("leader", c.Leader, MaxLeaderBytes)
+	case KindSetACL, KindDeleteACL:
+		if err := ValidatePath(cell, c.Path); err != nil {
+			return err
+		}
+		if err := ValidatePrincipal(c.Principal, true); err != nil {
+			return err
+		}
+		_, err := ParsePerms(c.Perms)
+		return err
 	}
 	return nil
 }

@@ -190,6 +190,10 @@ func (s *state) apply(tx *applyTx, c *Command) Result {
 		s.leader = c.Leader
 		tx.events = append(tx.events, Event{Index: tx.index, Type: EventLeaderChanged, Leader: c.Leader})
 		return Result{}
+	case KindSetACL:
+		return s.setACL(tx, c)
+	case KindDeleteACL:
+		return s.deleteACL(tx, c)
 	}
 	return Result{Err: errorf(ErrInvalidArgument, "unknown command kind %d", int(c.Kind))}
 }

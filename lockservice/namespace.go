@@ -20,6 +20,7 @@ type state struct {
 	sessions  map[string]*session
 	ended     endedLog
 	locks     map[string]*lockState
+	acls      map[string]*aclEntry // ACL rules by prefix (acl.go)
 
 	// Derived.
 	waiters   map[uint64]*waiter
@@ -35,6 +36,7 @@ func newState(cell string) *state {
 		sessions: map[string]*session{},
 		ended:    endedLog{m: map[string]bool{}},
 		locks:    map[string]*lockState{},
+		acls:     map[string]*aclEntry{},
 		waiters:  map[uint64]*waiter{},
 	}
 }
@@ -48,7 +50,6 @@ type node struct {
 	instance    uint64
 	contentGen  uint64
 	lockGen     uint64
-	aclGen      uint64
 	createIndex uint64
 	modifyIndex uint64
 	children    map[string]struct{} // names, for directories
@@ -73,7 +74,9 @@ type Node struct {
 	// lock; a new node starts at the cell-wide generation counter, so the
 	// lock generation of a path never goes down, even across re-creation.
 	LockGeneration uint64 `json:"lock_generation"`
-	// ACLGeneration is 0: lockd has no ACLs yet.
+	// ACLGeneration is the log index of the last change of an ACL rule at
+	// any prefix of the path (0 if none ever was): it changes whenever the
+	// rules that may govern the node change, and never goes back.
 	ACLGeneration uint64 `json:"acl_generation"`
 	// CreateIndex is the index that created the node; ModifyIndex the last
 	// index that wrote its contents (or created it).
@@ -83,11 +86,18 @@ type Node struct {
 	Children []string `json:"children,omitempty"`
 }
 
+// nodeView is the public view of n, with its ACL generation.
+func (s *state) nodeView(n *node, withChildren bool) Node {
+	v := n.view(withChildren)
+	v.ACLGeneration = s.aclGeneration(n.path)
+	return v
+}
+
 func (n *node) view(withChildren bool) Node {
 	v := Node{
 		Path: n.path, Kind: "file", Contents: bytes.Clone(n.contents), EphemeralOwner: n.owner,
 		Instance: n.instance, ContentGeneration: n.contentGen, LockGeneration: n.lockGen,
-		ACLGeneration: n.aclGen, CreateIndex: n.createIndex, ModifyIndex: n.modifyIndex,
+		CreateIndex: n.createIndex, ModifyIndex: n.modifyIndex,
 	}
 	if v.Contents == nil {
 		v.Contents = []byte{}
@@ -117,7 +127,7 @@ func (m *Machine) GetNode(path string) (Node, error) {
 	if n == nil {
 		return Node{}, errorf(ErrNotFound, "no node %s", path)
 	}
-	return n.view(true), nil
+	return m.st.nodeView(n, true), nil
 }
 
 // checkCreatable reports whether path can be created (with missing parents):
@@ -212,7 +222,7 @@ func (s *state) putNode(tx *applyTx, c *Command) Result {
 		case c.CreateOnly:
 			return Result{Err: errorf(ErrAlreadyExists, "%s exists", c.Path)}
 		case c.Dir && n.dir:
-			v := n.view(false)
+			v := s.nodeView(n, false)
 			return Result{Node: &v}
 		case c.Dir:
 			return Result{Err: errorf(ErrPreconditionFailed, "%s is a file", c.Path)}
@@ -224,7 +234,7 @@ func (s *state) putNode(tx *applyTx, c *Command) Result {
 			return Result{Err: errorf(ErrPreconditionFailed, "%s exists and is not an ephemeral node of session %s", c.Path, c.Session)}
 		}
 		s.writeContents(tx, n, contents)
-		v := n.view(false)
+		v := s.nodeView(n, false)
 		return Result{Node: &v}
 	}
 	if c.IfContentGeneration != nil {
@@ -238,7 +248,7 @@ func (s *state) putNode(tx *applyTx, c *Command) Result {
 		owner = c.Session
 	}
 	n = s.createNode(tx, c.Path, c.Dir, contents, owner)
-	v := n.view(false)
+	v := s.nodeView(n, false)
 	return Result{Node: &v, Created: true}
 }
 

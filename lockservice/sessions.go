@@ -13,6 +13,7 @@ type session struct {
 	label        string
 	host         string
 	pid          int64
+	principal    string // who created it ("" without authentication)
 	createdIndex uint64
 	held         map[string]Mode     // lock path -> mode held
 	waits        map[string]uint64   // lock path -> wait id
@@ -36,12 +37,15 @@ func sessionID(index uint64) string { return fmt.Sprintf("%016x", index) }
 // Session is the public view of a live session (API.md "Session", less the
 // lease, which the session layer owns).
 type Session struct {
-	ID           string   `json:"id"`
-	TTLMs        int64    `json:"ttl_ms"`
-	LockDelayMs  int64    `json:"lock_delay_ms"`
-	Label        string   `json:"label"`
-	Host         string   `json:"host"`
-	PID          int64    `json:"pid"`
+	ID          string `json:"id"`
+	TTLMs       int64  `json:"ttl_ms"`
+	LockDelayMs int64  `json:"lock_delay_ms"`
+	Label       string `json:"label"`
+	Host        string `json:"host"`
+	PID         int64  `json:"pid"`
+	// Principal created the session and owns it: only it (or an
+	// administrator) may use it. "" when created without authentication.
+	Principal    string   `json:"principal,omitempty"`
 	CreatedIndex uint64   `json:"created_index"`
 	Locks        []string `json:"locks"`
 	Ephemerals   []string `json:"ephemerals"`
@@ -50,7 +54,7 @@ type Session struct {
 func (s *session) view() Session {
 	return Session{
 		ID: s.id, TTLMs: s.ttlMs, LockDelayMs: s.lockDelayMs, Label: s.label, Host: s.host, PID: s.pid,
-		CreatedIndex: s.createdIndex, Locks: sortedKeys(s.held), Ephemerals: sortedKeys(s.ephemerals),
+		Principal: s.principal, CreatedIndex: s.createdIndex, Locks: sortedKeys(s.held), Ephemerals: sortedKeys(s.ephemerals),
 	}
 }
 
@@ -167,6 +171,7 @@ func (s *state) createSession(tx *applyTx, c *Command) Result {
 		sess.lockDelayMs = *c.LockDelayMs
 	}
 	sess.label, sess.host, sess.pid, sess.createdIndex = c.Label, c.Host, c.PID, tx.index
+	sess.principal = c.Principal
 	s.sessions[sess.id] = sess
 	v := sess.view()
 	return Result{Session: &v}

@@ -25,6 +25,21 @@ type snapImage struct {
 	Sessions  []snapSession `json:"sessions"`
 	Ended     []snapEnded   `json:"ended"`
 	Locks     []snapLock    `json:"locks"`
+	ACLs      []snapACL     `json:"acls,omitempty"`
+}
+
+// snapACL is the rules of one prefix (by principal), and the index of the
+// last change there. A prefix whose rules were all deleted is kept (no
+// rules) for its index, which acl_generation still counts.
+type snapACL struct {
+	Prefix  string        `json:"prefix"`
+	Changed uint64        `json:"changed"`
+	Rules   []snapACLRule `json:"rules,omitempty"`
+}
+
+type snapACLRule struct {
+	Principal string   `json:"principal"`
+	Perms     []string `json:"perms,omitempty"`
 }
 
 type snapNode struct {
@@ -47,6 +62,7 @@ type snapSession struct {
 	Label        string        `json:"label,omitempty"`
 	Host         string        `json:"host,omitempty"`
 	PID          int64         `json:"pid,omitempty"`
+	Principal    string        `json:"principal,omitempty"`
 	CreatedIndex uint64        `json:"created_index"`
 	Requests     []snapRequest `json:"requests,omitempty"`
 }
@@ -121,7 +137,7 @@ func (s *state) image() *snapImage {
 		n := s.nodes[p]
 		img.Nodes = append(img.Nodes, snapNode{
 			Path: n.path, Dir: n.dir, Contents: n.contents, Owner: n.owner, Instance: n.instance,
-			ContentGen: n.contentGen, LockGen: n.lockGen, ACLGen: n.aclGen,
+			ContentGen: n.contentGen, LockGen: n.lockGen,
 			CreateIndex: n.createIndex, ModifyIndex: n.modifyIndex,
 		})
 	}
@@ -129,7 +145,7 @@ func (s *state) image() *snapImage {
 		sess := s.sessions[id]
 		ss := snapSession{
 			ID: id, TTLMs: sess.ttlMs, LockDelayMs: sess.lockDelayMs, Label: sess.label, Host: sess.host,
-			PID: sess.pid, CreatedIndex: sess.createdIndex,
+			PID: sess.pid, Principal: sess.principal, CreatedIndex: sess.createdIndex,
 		}
 		for _, rid := range sess.reqs.order {
 			r := sess.reqs.m[rid]
@@ -158,6 +174,14 @@ func (s *state) image() *snapImage {
 			})
 		}
 		img.Locks = append(img.Locks, sl)
+	}
+	for _, p := range sortedKeys(s.acls) {
+		e := s.acls[p]
+		sa := snapACL{Prefix: p, Changed: e.changed}
+		for _, who := range sortedKeys(e.rules) {
+			sa.Rules = append(sa.Rules, snapACLRule{Principal: who, Perms: e.rules[who].Strings()})
+		}
+		img.ACLs = append(img.ACLs, sa)
 	}
 	return img
 }
@@ -224,8 +248,14 @@ func fromImage(cell string, img *snapImage) (*state, error) {
 			return nil, fmt.Errorf("session %s: bad label or host", ss.ID)
 		}
 		sess := newSession(ss.ID)
+		if ss.Principal != "" {
+			if err := ValidatePrincipal(ss.Principal, false); err != nil {
+				return nil, fmt.Errorf("session %s: %w", ss.ID, err)
+			}
+		}
 		sess.ttlMs, sess.lockDelayMs, sess.label, sess.host, sess.pid, sess.createdIndex =
 			ss.TTLMs, ss.LockDelayMs, ss.Label, ss.Host, ss.PID, ss.CreatedIndex
+		sess.principal = ss.Principal
 		if len(ss.Requests) > RequestIDsPerSession {
 			return nil, fmt.Errorf("session %s: %d request ids", ss.ID, len(ss.Requests))
 		}
@@ -284,7 +314,7 @@ func fromImage(cell string, img *snapImage) (*state, error) {
 		}
 		n := &node{
 			path: sn.Path, dir: sn.Dir, contents: nilIfEmpty(sn.Contents), owner: sn.Owner, instance: sn.Instance,
-			contentGen: sn.ContentGen, lockGen: sn.LockGen, aclGen: sn.ACLGen,
+			contentGen: sn.ContentGen, lockGen: sn.LockGen,
 			createIndex: sn.CreateIndex, modifyIndex: sn.ModifyIndex,
 		}
 		if n.dir {
@@ -320,8 +350,41 @@ func fromImage(cell string, img *snapImage) (*state, error) {
 			}
 		}
 	}
+	if err := s.restoreACLs(img); err != nil {
+		return nil, err
+	}
 	s.rebuildDeadlines()
 	return s, nil
+}
+
+func (s *state) restoreACLs(img *snapImage) error {
+	for i, sa := range img.ACLs {
+		if err := ValidatePath(s.cell, sa.Prefix); err != nil {
+			return fmt.Errorf("acl: %w", err)
+		}
+		if i > 0 && sa.Prefix <= img.ACLs[i-1].Prefix {
+			return fmt.Errorf("acls out of order at %s", sa.Prefix)
+		}
+		if sa.Changed == 0 || sa.Changed > img.Applied {
+			return fmt.Errorf("acl %s: changed index %d out of bounds", sa.Prefix, sa.Changed)
+		}
+		e := &aclEntry{rules: map[string]Perm{}, changed: sa.Changed}
+		for j, r := range sa.Rules {
+			if err := ValidatePrincipal(r.Principal, true); err != nil {
+				return fmt.Errorf("acl %s: %w", sa.Prefix, err)
+			}
+			if j > 0 && r.Principal <= sa.Rules[j-1].Principal {
+				return fmt.Errorf("acl %s: rules out of order at %s", sa.Prefix, r.Principal)
+			}
+			perms, err := ParsePerms(r.Perms)
+			if err != nil {
+				return fmt.Errorf("acl %s: %w", sa.Prefix, err)
+			}
+			e.rules[r.Principal] = perms
+		}
+		s.acls[sa.Prefix] = e
+	}
+	return nil
 }
 
 func (s *state) restoreLock(i int, img *snapImage, sl *snapLock) error {
