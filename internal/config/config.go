@@ -51,6 +51,16 @@ type Config struct {
 	LogLevel string `json:"log_level"`
 	LogJSON  bool   `json:"log_json"`
 	Pprof    bool   `json:"pprof"`
+
+	// Auth: bearer tokens, bootstrap ACLs and per-principal limits
+	// (security.go). Empty runs open, which only loopback addresses allow.
+	Auth Auth `json:"auth,omitzero"`
+	// TLS: certificate files for the client API and mutual TLS between
+	// replicas. Nil: plaintext (loopback only, unless auth.disabled).
+	TLS *TLS `json:"tls,omitempty"`
+	// GossipKey encrypts and authenticates memberlist gossip: base64 of
+	// 16, 24 or 32 random bytes (NewGossipKey), the same on every replica.
+	GossipKey string `json:"gossip_key,omitempty"`
 }
 
 // Default returns the defaults: a 10 ms tick, heartbeats every 30 ms, a
@@ -129,6 +139,7 @@ func (c *Config) applyEnv(env func(string) string) error {
 		}
 		c.Bootstrap = b
 	}
+	errs = append(errs, c.applySecurityEnv(env)...)
 	if v := env("LOCKD_REPLICAS"); v != "" {
 		reps, err := ParseReplicas(v)
 		if err != nil {
@@ -208,6 +219,7 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level %q: want trace, debug, info, warn or error", c.LogLevel)
 	}
+	c.validateSecurity(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
