@@ -105,7 +105,11 @@ func New(endpoints []string, opts ...ClientOption) (*Client, error) {
 	if cfg.httpClient != nil {
 		hc = *cfg.httpClient
 	} else {
-		hc.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.tls != nil {
+			t.TLSClientConfig = cfg.tls.Clone()
+		}
+		hc.Transport = t
 	}
 	// Redirects are leader hints: follow them here, keeping the token and
 	// the POST body, instead of in net/http.
@@ -412,7 +416,7 @@ func (c *Client) retryable(ep string, cl *call, err error, attempt int) (time.Du
 		if ae.Leader == "" || ae.Leader == ep || !c.prefer(ae.Leader) {
 			c.failed(ep)
 		}
-		return delay, true
+		return max(delay, min(ae.RetryAfter, backoffCap)), true // retry_after_ms is a hint here
 	case "too_many_requests":
 		return max(delay, ae.RetryAfter), true
 	case "unavailable":

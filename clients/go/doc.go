@@ -32,7 +32,7 @@
 //
 // # Time, expiry and what a lost session means
 //
-// A Session renews its lease every TTL/3. When a renewal fails it goes to
+// A Session renews its lease about every TTL/3. When a renewal fails it goes to
 // Jeopardy and keeps trying every endpoint; it expires here when its local
 // deadline passes: the send time of the last answered KeepAlive plus the
 // lease the cell reported, minus a skew margin. The cell's own deadline is

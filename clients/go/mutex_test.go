@@ -224,3 +224,42 @@ func TestRWMutex(t *testing.T) {
 		t.Fatalf("RUnlock without a shared hold: %v", err)
 	}
 }
+
+// TestLockWaitSurvivesLeaderChange stops the leader while a Lock waits in
+// the queue: the wait is repeated with the same request_id on the new
+// leader (joining the queued wait, not queueing twice), and the waiter gets
+// the lock when the holder lets go.
+func TestLockWaitSurvivesLeaderChange(t *testing.T) {
+	cell := apitest.NewCell(t, 3)
+	ctx := testCtx(t)
+	path := cellPath(cell, "failover-wait")
+	c := newClient(t, cell.URLs())
+	holder := lockd.NewMutex(newSession(t, c, lockd.WithTTL(3*time.Second)), path)
+	waiter := lockd.NewMutex(newSession(t, c, lockd.WithTTL(3*time.Second)), path)
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waiter.Lock(ctx) }()
+	eventually(t, 5*time.Second, "waiter queued", func() bool {
+		ls, err := c.LockState(ctx, path)
+		return err == nil && len(ls.Waiters) == 1
+	})
+	old := cell.Leader()
+	cell.StopReplica(old)
+	eventually(t, 10*time.Second, "a new leader", func() bool { return cell.Leader() != old })
+	ls, err := c.LockState(ctx, path)
+	if err != nil || len(ls.Waiters) != 1 {
+		t.Fatalf("after the leader change: %+v, %v; want one waiter", ls, err)
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock across the leader change: %v", err)
+	}
+	if err := recv(t, done, 10*time.Second, "waiter's Lock"); err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	ls, err = c.LockState(ctx, path)
+	if err != nil || len(ls.Holders) != 1 || ls.Holders[0].Session != waiter.Grant().Session || len(ls.Waiters) != 0 {
+		t.Fatalf("lock state %+v, %v", ls, err)
+	}
+}

@@ -1,6 +1,7 @@
 package lockd
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,6 +12,7 @@ type ClientOption func(*clientConfig)
 
 type clientConfig struct {
 	noDiscovery    bool
+	tls            *tls.Config
 	httpClient     *http.Client
 	token          string
 	logger         *slog.Logger
@@ -41,6 +43,13 @@ func WithHTTPClient(hc *http.Client) ClientOption {
 // so this costs a hop, not correctness.
 func WithoutDiscovery() ClientOption {
 	return func(c *clientConfig) { c.noDiscovery = true }
+}
+
+// WithTLS makes the Client's own HTTP transport use cfg for https
+// endpoints (a private CA, client certificates). Ignored with
+// WithHTTPClient, whose transport is the caller's.
+func WithTLS(cfg *tls.Config) ClientOption {
+	return func(c *clientConfig) { c.tls = cfg }
 }
 
 // WithToken sends "Authorization: Bearer <token>" on every request.

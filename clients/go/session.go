@@ -55,9 +55,10 @@ func (s State) final() bool { return s == StateExpired || s == StateClosed }
 //
 // # Keeping alive
 //
-// A goroutine renews the lease every TTL/3 (POST .../keepalive), and retries
-// at once on another endpoint after a failure, with short backoff, until it
-// gets an answer or the local deadline passes.
+// A goroutine renews the lease (POST .../keepalive) when a third of what is
+// left of it locally has passed (about every TTL/3), and retries at once on
+// another endpoint after a failure, with short backoff, until it gets an
+// answer or the local deadline passes.
 //
 // # The local deadline
 //
@@ -100,6 +101,7 @@ type Session struct {
 	err      error
 	subs     []chan State
 	pending  []State // for the callbacks, in order
+	ended    bool    // Close ran
 }
 
 // NewSession creates a session on the cell (POST /v1/sessions) and starts
@@ -207,18 +209,32 @@ func (s *Session) StateChanges() <-chan State {
 
 // Close ends the session: it stops renewing, cancels Context (so guarded
 // work stops first), then asks the cell to end the session (DELETE), which
-// releases its locks without lock-delay and deletes its ephemeral nodes. A
-// session that already ended is left as is and Close returns nil. If the
-// cell cannot be reached the session still ends here, and on the cell when
-// its lease runs out; Close then returns the error.
+// releases its locks without lock-delay and deletes its ephemeral nodes. If
+// the cell cannot be reached the session still ends here, and on the cell
+// when its lease runs out; Close then returns the error. Closing a session
+// that expired here tries the DELETE once, briefly, and returns nil; a
+// second Close does nothing.
 func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.loopDone
-	if !s.finish(StateClosed, ErrSessionClosed) {
+	s.mu.Lock()
+	wasExpired, ended := s.state == StateExpired, s.ended
+	s.ended = true
+	s.mu.Unlock()
+	if ended {
+		return nil // Close ran before
+	}
+	s.finish(StateClosed, ErrSessionClosed)
+	del := call{method: http.MethodDelete, path: "/v1/sessions/" + url.PathEscape(s.id), retry: retryUnknown}
+	if wasExpired {
+		// Expired here, perhaps not yet on the cell (the link was down):
+		// ending it now releases its locks sooner. Its work was cancelled
+		// with its Context long ago. Best effort: the cell expires it anyway.
+		del.window = time.Second
+		_, _ = s.c.do(ctx, del, nil)
 		return nil
 	}
-	_, err := s.c.do(ctx, call{method: http.MethodDelete, path: "/v1/sessions/" + url.PathEscape(s.id), retry: retryUnknown}, nil)
-	if err != nil && !errors.Is(err, ErrSessionExpired) {
+	if _, err := s.c.do(ctx, del, nil); err != nil && !errors.Is(err, ErrSessionExpired) {
 		return fmt.Errorf("ending session %s: %w", s.id, err)
 	}
 	return nil
@@ -255,8 +271,14 @@ func (s *Session) deadlineFrom(sent time.Time, leaseMs int64) time.Time {
 // keepAlive is the renewal loop (see Session).
 func (s *Session) keepAlive() {
 	defer close(s.loopDone)
-	interval := s.ttl / 3
-	next := time.Now().Add(interval)
+	// Renew after a third of what is left of the local lease: about TTL/3
+	// for long TTLs, and still three tries before the local deadline for
+	// short ones, where the skew margin takes a large share.
+	nextAfter := func() time.Time {
+		now := time.Now()
+		return now.Add(max(s.Deadline().Sub(now)/3, 10*time.Millisecond))
+	}
+	next := nextAfter()
 	for {
 		deadline := s.Deadline()
 		renew := time.NewTimer(time.Until(next))
@@ -277,9 +299,9 @@ func (s *Session) keepAlive() {
 			return
 		}
 		if s.renew(deadline) {
-			next = time.Now().Add(interval)
+			next = nextAfter()
 		} else {
-			next = time.Now().Add(min(interval, 100*time.Millisecond))
+			next = time.Now().Add(min(s.ttl/10, 100*time.Millisecond))
 		}
 	}
 }
@@ -305,6 +327,10 @@ func (s *Session) renew(deadline time.Time) bool {
 		onRetry: func(err error) { s.setState(StateJeopardy) },
 	}, &w)
 	switch {
+	case err == nil && w.Session.LeaseRemainingMs <= 0:
+		// An answer without a lease (not from a leader running leases)
+		// extends nothing: try again soon.
+		return false
 	case err == nil:
 		s.mu.Lock()
 		s.deadline = s.deadlineFrom(sent, w.Session.LeaseRemainingMs)

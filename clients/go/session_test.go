@@ -14,9 +14,12 @@ func TestSessionKeepAliveAndClose(t *testing.T) {
 	cell := apitest.NewCell(t, 3)
 	c := newClient(t, cell.URLs())
 	ctx := testCtx(t)
-	s := newSession(t, c, lockd.WithTTL(time.Second), lockd.WithLabel("keeper"), lockd.WithLockDelay(0))
-	if s.TTL() != time.Second || s.LockDelay() != 0 {
-		t.Fatalf("TTL %v, lock-delay %v; want 1s, 0", s.TTL(), s.LockDelay())
+	s := newSession(t, c, lockd.WithTTL(2*time.Second), lockd.WithLabel("keeper"), lockd.WithLockDelay(0))
+	if s.TTL() != 2*time.Second || s.LockDelay() != 0 {
+		t.Fatalf("TTL %v, lock-delay %v; want 2s, 0", s.TTL(), s.LockDelay())
+	}
+	if d := time.Until(s.Deadline()); d > 1500*time.Millisecond || d <= 0 {
+		t.Fatalf("local deadline in %v: want within the TTL less the 500ms skew margin", d)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
@@ -27,8 +30,11 @@ func TestSessionKeepAliveAndClose(t *testing.T) {
 	}
 	// Alive well past its TTL: the keepalive loop renews it.
 	first := s.Deadline()
-	eventually(t, 10*time.Second, "three TTLs with renewals", func() bool {
-		return s.Deadline().Sub(first) > 3*time.Second
+	eventually(t, 15*time.Second, "two TTLs with renewals", func() bool {
+		if err := s.Err(); err != nil {
+			t.Fatalf("session ended: %v", err)
+		}
+		return s.Deadline().Sub(first) > 4*time.Second
 	})
 	if st := s.State(); st != lockd.StateSafe {
 		t.Fatalf("state %v, want safe", st)

@@ -184,8 +184,12 @@ func (w *Watcher) run(ctx context.Context) {
 		}
 		w.markReady()
 		w.c.failed(ep)
-		w.c.log.Debug("lockd: watch reconnecting", "path", w.path, "endpoint", ep, "err", err)
-		if sleepCtx(ctx, backoff(attempt)) != nil {
+		delay := backoff(attempt)
+		if ae != nil && ae.Code == "too_many_requests" {
+			delay = max(delay, ae.RetryAfter)
+		}
+		w.c.log.Debug("lockd: watch reconnecting", "path", w.path, "endpoint", ep, "err", err, "delay", delay)
+		if sleepCtx(ctx, delay) != nil {
 			end(nil)
 			return
 		}

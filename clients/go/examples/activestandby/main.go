@@ -179,6 +179,9 @@ func lead(ctx context.Context, e *lockd.Election, name, storeURL string, out io.
 		req.Header.Set(lockd.DefaultSequencerHeader, e.Sequencer())
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
+			if ctx.Err() != nil {
+				return // leadership lost mid-write: the write was cut off
+			}
 			fmt.Fprintln(out, "store unreachable:", err)
 			continue
 		}
