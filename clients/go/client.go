@@ -25,6 +25,7 @@ const (
 
 	maxResponseBytes = 32 << 20 // generous: lists of sessions or locks
 	syncEvery        = 2 * time.Second
+	syncAfterFailure = 30 * time.Second
 	backoffBase      = 20 * time.Millisecond
 	backoffCap       = time.Second
 )
@@ -264,6 +265,11 @@ func (c *Client) syncInBackground() {
 	_, err := c.Cluster(ctx)
 	c.mu.Lock()
 	c.syncing, c.lastSync = false, time.Now()
+	if err != nil {
+		// E.g. permission_denied where /v1/cluster is for operators: try
+		// rarely; any replica forwards to the leader anyway.
+		c.lastSync = c.lastSync.Add(syncAfterFailure - syncEvery)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		c.log.Debug("lockd: leader discovery failed", "err", err)

@@ -217,7 +217,8 @@ func (c *Client) electionLeader(ctx context.Context, path string) (*LeaderInfo, 
 // vacancy is not sent; the next leader is. It is built on a watch of the
 // election node and re-reads the leader on every lock or contents event, so
 // it survives reconnects and leader changes of the cell. The channel is
-// closed when ctx ends. It needs no leadership; any candidate may observe.
+// closed when ctx ends. It needs no leadership; any candidate may observe,
+// and the end of the candidate's session does not end it.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	return e.l.s.c.ObserveElection(ctx, e.l.path)
 }

@@ -48,7 +48,8 @@ var (
 	// deadline passed (see Session).
 	ErrSessionExpired = errors.New("lockd: session expired")
 	// ErrCompacted: a watch asked for events below the retained history
-	// (410); *Error.Index is the index to re-read state at and resume from.
+	// (410); *Error.Index is the index to re-read state at and resume from
+	// (0 when the stream fell behind mid-way: reconnect without an index).
 	ErrCompacted = errors.New("lockd: compacted")
 	// ErrTooLarge: body or contents over the limit (413).
 	ErrTooLarge = errors.New("lockd: too large")
