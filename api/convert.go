@@ -30,7 +30,7 @@ func strs(in []string) []string {
 func wireSession(si session.SessionInfo) wire.Session {
 	return wire.Session{
 		ID: si.ID, TTLMs: si.TTLMs, LockDelayMs: si.LockDelayMs, LeaseRemainingMs: si.LeaseRemainingMs,
-		Label: si.Label, Host: si.Host, PID: si.PID, CreatedIndex: si.CreatedIndex,
+		Label: si.Label, Host: si.Host, PID: si.PID, Principal: si.Principal, CreatedIndex: si.CreatedIndex,
 		Locks: strs(si.Locks), Ephemerals: strs(si.Ephemerals),
 	}
 }

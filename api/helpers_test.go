@@ -19,9 +19,17 @@ import (
 // client talks HTTP to one replica and checks what every response must
 // carry (X-Lockd-Index).
 type client struct {
-	t    testing.TB
-	base string
-	hc   *http.Client
+	t     testing.TB
+	base  string
+	hc    *http.Client
+	token string // sent as Authorization: Bearer when set
+}
+
+// as returns a client of the same replica that sends token.
+func (c *client) as(token string) *client {
+	cp := *c
+	cp.token = token
+	return &cp
 }
 
 func newClient(t testing.TB, base string) *client {
@@ -63,6 +71,9 @@ func (c *client) doCtx(ctx context.Context, method, path string, body any, heade
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

@@ -6,6 +6,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lockd/lockd/api/wire"
+	"github.com/lockd/lockd/lockservice"
 )
 
 // POST /v1/locks/acquire. With wait_ms > 0 it blocks until the grant or the
@@ -17,12 +18,28 @@ func (s *Server) acquire(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.waitContext(c)
-	defer cancel()
-	if err := s.liveSession(ctx, cmd.Session); err != nil {
+	// Contents given with the grant are a write of the node too.
+	need := lockservice.PermLock
+	if cmd.Contents != nil {
+		need |= lockservice.PermWrite
+	}
+	if err := s.authorize(c, cmd.Path, need); err != nil {
 		return err
 	}
-	g, err := s.svc.Acquire(ctx, cmd)
+	ctx, cancel := s.waitContext(c)
+	defer cancel()
+	if err := s.useSession(c, ctx, cmd.Session); err != nil {
+		return err
+	}
+	proposed := func() {}
+	if cmd.WaitMs > 0 {
+		p := s.principalFrom(c)
+		if proposed, err = p.state.reserveWait(s.usage(p).Waiters); err != nil {
+			return err
+		}
+		defer proposed()
+	}
+	g, err := s.svc.AcquireThen(ctx, cmd, proposed)
 	if err != nil {
 		return err
 	}
@@ -35,8 +52,11 @@ func (s *Server) release(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.authorize(c, cmd.Path, lockservice.PermLock); err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
-	if err := s.liveSession(ctx, cmd.Session); err != nil {
+	if err := s.useSession(c, ctx, cmd.Session); err != nil {
 		return err
 	}
 	if cmd.RequestID == "" {
@@ -59,6 +79,9 @@ func (s *Server) release(c echo.Context) error {
 func (s *Server) getLock(c echo.Context) error {
 	path, err := nodePath(c, s.cell)
 	if err != nil {
+		return err
+	}
+	if err := s.authorize(c, path, lockservice.PermRead); err != nil {
 		return err
 	}
 	if err := s.readBarrier(c); err != nil {
@@ -90,6 +113,15 @@ func (s *Server) checkSequencers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Checking a sequencer reads its lock: read on its path. A garbled one
+	// has no path; checking it below answers invalid_argument.
+	for _, sq := range seqs {
+		if seq, err := lockservice.ParseSequencer(sq); err == nil {
+			if err := s.authorize(c, seq.Path, lockservice.PermRead); err != nil {
+				return err
+			}
+		}
+	}
 	if err := s.readBarrier(c); err != nil {
 		return err
 	}
@@ -114,6 +146,9 @@ func (s *Server) checkSequencers(c echo.Context) error {
 func (s *Server) election(c echo.Context) error {
 	path, err := nodePath(c, s.cell)
 	if err != nil {
+		return err
+	}
+	if err := s.authorize(c, path, lockservice.PermRead); err != nil {
 		return err
 	}
 	if err := s.readBarrier(c); err != nil {

@@ -19,8 +19,17 @@ func (s *Server) putNode(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// An ephemeral node is a presence marker of a session, like a lock:
+	// the lock permission; every other write needs write.
+	need := lockservice.PermWrite
 	if cmd.Ephemeral {
-		if err := s.liveSession(c.Request().Context(), cmd.Session); err != nil {
+		need = lockservice.PermLock
+	}
+	if err := s.authorize(c, path, need); err != nil {
+		return err
+	}
+	if cmd.Ephemeral {
+		if err := s.useSession(c, c.Request().Context(), cmd.Session); err != nil {
 			return err
 		}
 	}
@@ -46,6 +55,9 @@ func (s *Server) getNode(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.authorize(c, path, lockservice.PermRead); err != nil {
+		return err
+	}
 	if err := s.readBarrier(c); err != nil {
 		return err
 	}
@@ -69,6 +81,9 @@ func (s *Server) deleteNode(c echo.Context) error {
 		cmd.IfInstance = &n
 	}
 	if cmd, err = validated(s.cell, cmd); err != nil {
+		return err
+	}
+	if err := s.authorize(c, path, lockservice.PermWrite); err != nil {
 		return err
 	}
 	r, err := s.svc.Propose(c.Request().Context(), cmd)

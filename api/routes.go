@@ -1,7 +1,8 @@
 package api
 
 // routes registers every route of API.md. openapi.json describes exactly
-// these (TestOpenAPIMatchesRoutes).
+// these (TestOpenAPIMatchesRoutes). Who may reach each route is in
+// auth.go (routeClasses); a route missing there is for administrators.
 func (s *Server) routes() {
 	e := s.e
 	write := s.onLeader(false) // forwarded to the leader
@@ -25,6 +26,11 @@ func (s *Server) routes() {
 	e.GET("/v1/elections/*", s.election, read)
 
 	e.GET("/v1/watch/*", s.watch) // served locally on any replica
+
+	e.GET("/v1/acls", s.listACLs, read)
+	e.GET("/v1/acls/*", s.getACLs, read)
+	e.PUT("/v1/acls/*", s.putACL, write)
+	e.DELETE("/v1/acls/*", s.deleteACL, write)
 
 	e.GET("/v1/cluster", s.cluster)
 	e.GET("/v1/cluster/flow", s.flow)

@@ -58,9 +58,19 @@ type Options struct {
 	// (default 15s).
 	SSEKeepAlive time.Duration
 	// ForwardTransport carries forwarded requests (default: a clone of
-	// http.DefaultTransport).
+	// http.DefaultTransport). With TLS, give it the cell CA (and this
+	// replica's certificate, for servers that require client certificates).
 	ForwardTransport http.RoundTripper
+	// Auth configures authentication, ACLs and per-principal limits; nil
+	// runs open (every request may do everything). See doc.go, "Security".
+	Auth *Auth
+	// BodyTimeout bounds reading one request body (default 30s), so a
+	// client that sends slowly cannot hold a request open for ever.
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is the default bound on reading one request body.
+const DefaultBodyTimeout = 30 * time.Second
 
 // DefaultSSEKeepAlive is the default interval of keepalive comments on an
 // idle Server-Sent Events stream.
@@ -77,6 +87,7 @@ type Server struct {
 	now    func() time.Time
 	e      *echo.Echo
 	fwd    *forwarder
+	auth   *authState
 	base   context.Context // cancelled by Shutdown: ends watches and waits
 	cancel context.CancelFunc
 
@@ -102,6 +113,9 @@ func New(opts Options) *Server {
 	if opts.SSEKeepAlive <= 0 {
 		opts.SSEKeepAlive = DefaultSSEKeepAlive
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
 	m := opts.Service.Machine()
 	if opts.Cell != m.Cell() {
 		if opts.Cell != "" {
@@ -114,13 +128,18 @@ func New(opts Options) *Server {
 		opts: opts, svc: opts.Service, m: m, cell: opts.Cell, self: opts.Self,
 		log: opts.Logger.Named("api"), now: opts.Now,
 	}
+	auth, err := newAuthState(opts.Cell, opts.Auth, opts.Now)
+	if err != nil {
+		panic("api: Options.Auth: " + err.Error())
+	}
+	s.auth = auth
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.fwd = newForwarder(s, opts.ForwardTransport)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.Logger.SetOutput(io.Discard)
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.recover, s.logRequests, s.stampHeaders, s.bufferBody)
+	e.Use(s.recover, s.logRequests, s.stampHeaders, s.authenticate, s.bufferBody)
 	s.e = e
 	s.routes()
 	return s
@@ -213,8 +232,12 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			status = s.toError(err).Status
 		}
 		r := c.Request()
+		who := ""
+		if p, ok := c.Get(principalKey).(*principal); ok {
+			who = p.name
+		}
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
-			"status", status, "duration", time.Since(start), "remote", r.RemoteAddr,
+			"status", status, "duration", time.Since(start), "remote", r.RemoteAddr, "principal", who,
 			"forwarded_by", r.Header.Get(wire.HeaderForwarded))
 		return err
 	}
@@ -257,7 +280,9 @@ func (s *Server) markIndex(c echo.Context) { setIndex(c, s.m.AppliedIndex()) }
 
 // bufferBody reads a request body whole, refusing one over MaxBodyBytes
 // (too_large), so that handlers decode from memory and a request can still
-// be forwarded after the local service refused it as not the leader.
+// be forwarded after the local service refused it as not the leader. It
+// runs after authentication (an unauthenticated client cannot make the
+// replica read 512 KiB), and reading is bounded by Options.BodyTimeout.
 func (s *Server) bufferBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -267,7 +292,12 @@ func (s *Server) bufferBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.ContentLength > wire.MaxBodyBytes {
 			return tooLarge("request body of %d bytes is over the limit of %d", r.ContentLength, wire.MaxBodyBytes)
 		}
+		rc := http.NewResponseController(c.Response())
+		deadline := rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout)) == nil
 		b, err := io.ReadAll(io.LimitReader(r.Body, wire.MaxBodyBytes+1))
+		if deadline {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 		if err != nil {
 			return invalid("reading the request body: %v", err)
 		}

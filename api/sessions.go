@@ -18,6 +18,13 @@ func (s *Server) createSession(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	p := s.principalFrom(c)
+	done, err := p.state.reserveSession(s.usage(p).Sessions)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cmd.Principal = p.name
 	si, err := s.svc.CreateSession(c.Request().Context(), cmd)
 	if err != nil {
 		return err
@@ -33,6 +40,12 @@ func (s *Server) keepAlive(c echo.Context) error {
 		return err
 	}
 	if err := decodeEmpty(body(c)); err != nil {
+		return err
+	}
+	if err := s.principalFrom(c).state.allowKeepAlive(); err != nil {
+		return err
+	}
+	if err := s.useSession(c, c.Request().Context(), id); err != nil {
 		return err
 	}
 	si, err := s.svc.KeepAlive(c.Request().Context(), id)
@@ -54,6 +67,9 @@ func (s *Server) getSession(c echo.Context) error {
 	si, err := s.svc.Session(id)
 	if err != nil {
 		return err
+	}
+	if p := s.principalFrom(c); !s.owns(p, si.Session) {
+		return forbidden("session %s belongs to another principal; %s may not read it", id, p)
 	}
 	return c.JSON(http.StatusOK, wire.SessionResponse{Session: wireSession(si)})
 }
@@ -77,7 +93,7 @@ func (s *Server) endSession(c echo.Context) error {
 	if err := checkSessionID(s.cell, id); err != nil {
 		return err
 	}
-	if err := s.liveSession(c.Request().Context(), id); err != nil {
+	if err := s.useSession(c, c.Request().Context(), id); err != nil {
 		return err
 	}
 	if err := s.svc.EndSession(c.Request().Context(), id); err != nil {
@@ -108,20 +124,34 @@ func (s *Server) readBarrier(c echo.Context) error {
 // what Apply would refuse at that point; Apply stays the authority for
 // everything they let through.
 
-// liveSession returns nil when session id is live, else the error Apply
+// liveSession returns session id when it is live, else the error Apply
 // would give (session_expired, not_found). An ended session never comes
 // back, so a local "expired" is final; "not found" is confirmed after a
 // linearizable read (a follower's state may lag).
-func (s *Server) liveSession(ctx context.Context, id string) error {
-	_, err := s.m.GetSession(id)
+func (s *Server) liveSession(ctx context.Context, id string) (lockservice.Session, error) {
+	sess, err := s.m.GetSession(id)
 	if err == nil || errors.Is(err, lockservice.ErrSessionExpired) {
-		return err
+		return sess, err
 	}
 	if err := s.svc.Read(ctx); err != nil {
+		return lockservice.Session{}, err
+	}
+	return s.m.GetSession(id)
+}
+
+// useSession returns nil when session id is live and the request's
+// principal may use it (its creator, or an administrator): else the error
+// of liveSession, or permission_denied. A session's owner never changes,
+// so the check stays true until the session ends.
+func (s *Server) useSession(c echo.Context, ctx context.Context, id string) error {
+	sess, err := s.liveSession(ctx, id)
+	if err != nil {
 		return err
 	}
-	_, err = s.m.GetSession(id)
-	return err
+	if p := s.principalFrom(c); !s.owns(p, sess) {
+		return forbidden("session %s belongs to another principal; %s may not use it", id, p)
+	}
+	return nil
 }
 
 // holds returns nil when session id holds the lock at path at generation,

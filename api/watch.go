@@ -53,6 +53,14 @@ func (s *Server) watch(c echo.Context) error {
 	if waitMs > lockservice.MaxWaitMs {
 		return invalid("wait_ms %d outside 0..%d", waitMs, lockservice.MaxWaitMs)
 	}
+	if err := s.authorize(c, path, lockservice.PermRead); err != nil {
+		return err
+	}
+	closeWatch, err := s.principalFrom(c).state.openWatch()
+	if err != nil {
+		return err
+	}
+	defer closeWatch()
 	if !s.beginStream() {
 		return unavailable("replica %s is shutting down", s.self)
 	}
@@ -66,19 +74,51 @@ func (s *Server) watch(c echo.Context) error {
 		setIndex(c, applied)
 		return err
 	}
+	visible := s.eventFilter(c, path, recursive)
 	if strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "text/event-stream") {
-		return s.streamEvents(c, path, recursive, since)
+		return s.streamEvents(c, path, recursive, since, visible)
 	}
-	return s.longPoll(c, path, recursive, since, time.Duration(waitMs)*time.Millisecond)
+	return s.longPoll(c, path, recursive, since, time.Duration(waitMs)*time.Millisecond, visible)
+}
+
+// eventFilter drops, from a recursive watch, the events of paths below the
+// watched one that the principal may not read (an ACL rule further down can
+// take read away). Nil when nothing needs filtering.
+func (s *Server) eventFilter(c echo.Context, path string, recursive bool) func([]lockservice.Event) []lockservice.Event {
+	p := s.principalFrom(c)
+	if !recursive || p.admin {
+		return nil
+	}
+	return func(evs []lockservice.Event) []lockservice.Event {
+		out := evs[:0:0]
+		for _, e := range evs {
+			at := e.Path
+			if at == "" {
+				at = path // pathless events reach only recursive watches of the root
+			}
+			if s.perms(p, at).Has(lockservice.PermRead) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
 }
 
 // longPoll answers the events after since, waiting up to wait for one.
-func (s *Server) longPoll(c echo.Context, path string, recursive bool, since uint64, wait time.Duration) error {
+func (s *Server) longPoll(c echo.Context, path string, recursive bool, since uint64, wait time.Duration,
+	visible func([]lockservice.Event) []lockservice.Event) error {
 	ctx, cancel := s.waitContext(c)
 	defer cancel()
 	ctx, cancelWait := context.WithTimeout(ctx, wait)
 	defer cancelWait()
 	evs, index, err := s.m.WatchEvents(ctx, since, path, recursive)
+	for err == nil && visible != nil {
+		if evs = visible(evs); len(evs) > 0 {
+			break
+		}
+		since = index // nothing this principal may see up to index: wait on
+		evs, index, err = s.m.WatchEvents(ctx, since, path, recursive)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded), s.base.Err() != nil:
@@ -103,7 +143,8 @@ func (s *Server) longPoll(c echo.Context, path string, recursive bool, since uin
 // (SSE keeps the previous id for events without one), so a stream cut in
 // the middle of an index resumes from the index before it and repeats that
 // index whole rather than losing its tail.
-func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos uint64) error {
+func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos uint64,
+	visible func([]lockservice.Event) []lockservice.Event) error {
 	ctx, cancel := s.waitContext(c)
 	defer cancel()
 	res := c.Response()
@@ -128,6 +169,12 @@ func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos u
 			return nil
 		}
 		if len(evs) > 0 {
+			pos = max(pos, evs[len(evs)-1].Index)
+		}
+		if visible != nil {
+			evs = visible(evs)
+		}
+		if len(evs) > 0 {
 			buf.Reset()
 			for i, e := range evs {
 				last := i == len(evs)-1 || evs[i+1].Index != e.Index
@@ -137,7 +184,6 @@ func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos u
 				return nil
 			}
 			res.Flush()
-			pos = evs[len(evs)-1].Index
 		}
 		// Everything up to applied was in the history when EventsSince ran.
 		pos = max(pos, applied)

@@ -213,8 +213,20 @@ func (s *Service) EndSession(ctx context.Context, id string) error {
 // Acquire proposes a lock acquisition; when it has to wait, it waits for the
 // grant or for the deadline the cell enforces (then lock_held).
 func (s *Service) Acquire(ctx context.Context, cmd lockservice.Command) (lockservice.Grant, error) {
+	return s.AcquireThen(ctx, cmd, nil)
+}
+
+// AcquireThen is Acquire that calls proposed (when not nil) as soon as the
+// proposal returned (the acquire was granted, queued or refused, or its
+// outcome is unknown), before any wait for the grant: the API ends its
+// reservation against the principal's quota of queued waits there, since
+// from then on the state machine counts the wait.
+func (s *Service) AcquireThen(ctx context.Context, cmd lockservice.Command, proposed func()) (lockservice.Grant, error) {
 	cmd.Kind = lockservice.KindAcquire
 	r, err := s.Propose(ctx, cmd)
+	if proposed != nil {
+		proposed()
+	}
 	if err != nil {
 		return lockservice.Grant{}, err
 	}

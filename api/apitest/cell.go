@@ -15,6 +15,7 @@ package apitest
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -59,6 +60,28 @@ type Options struct {
 	// LogLevel is the level of the replicas' logs, which go to t.Log
 	// (default: the LOCKD_TEST_LOG environment variable, else warn).
 	LogLevel hclog.Level
+	// Auth is every replica's api.Options.Auth (nil: an open cell). Tokens
+	// builds one from plain tokens.
+	Auth *api.Auth
+}
+
+// Token is a principal for Tokens: its name, its bearer token in the clear,
+// whether it is an administrator, and its limits.
+type Token struct {
+	Name   string
+	Token  string
+	Admin  bool
+	Limits api.Limits
+}
+
+// Tokens returns an api.Auth with these principals (their tokens hashed as
+// a configuration stores them) and bootstrap ACL rules.
+func Tokens(tokens []Token, acl ...lockservice.ACLRule) *api.Auth {
+	a := &api.Auth{ACL: acl}
+	for _, t := range tokens {
+		a.Tokens = append(a.Tokens, api.Token{Name: t.Name, SHA256: sha256.Sum256([]byte(t.Token)), Admin: t.Admin, Limits: t.Limits})
+	}
+	return a
 }
 
 // Cell is an in-process cell. Replicas are numbered 0..n-1 (replica ids
@@ -197,6 +220,7 @@ func (c *Cell) StartReplica(i int) {
 		NoForward:    c.opts.NoForward,
 		Logger:       log,
 		SSEKeepAlive: c.opts.SSEKeepAlive,
+		Auth:         c.opts.Auth,
 	})
 	h := run.api.Handler()
 	r.run = run

@@ -100,16 +100,19 @@ type CreateSessionRequest struct {
 // the leader (0 when answered by a replica that does not run leases, as a
 // stale read on a follower).
 type Session struct {
-	ID               string   `json:"id"`
-	TTLMs            int64    `json:"ttl_ms"`
-	LockDelayMs      int64    `json:"lock_delay_ms"`
-	LeaseRemainingMs int64    `json:"lease_remaining_ms"`
-	Label            string   `json:"label"`
-	Host             string   `json:"host"`
-	PID              int64    `json:"pid"`
-	CreatedIndex     uint64   `json:"created_index"`
-	Locks            []string `json:"locks"`
-	Ephemerals       []string `json:"ephemerals"`
+	ID               string `json:"id"`
+	TTLMs            int64  `json:"ttl_ms"`
+	LockDelayMs      int64  `json:"lock_delay_ms"`
+	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
+	Label            string `json:"label"`
+	Host             string `json:"host"`
+	PID              int64  `json:"pid"`
+	// Principal (an extension) created the session and owns it; absent
+	// when the cell runs without authentication.
+	Principal    string   `json:"principal,omitempty"`
+	CreatedIndex uint64   `json:"created_index"`
+	Locks        []string `json:"locks"`
+	Ephemerals   []string `json:"ephemerals"`
 }
 
 // SessionResponse is the body of POST /v1/sessions (201), of a keepalive and
@@ -385,4 +388,57 @@ type FlowMessage struct {
 // Status is the body of GET /healthz and of a successful GET /readyz.
 type Status struct {
 	Status string `json:"status"`
+}
+
+// Permission names of ACL rules.
+const (
+	PermRead  = "read"  // read nodes, watch, lock and election state, check sequencers
+	PermWrite = "write" // create, write and delete nodes
+	PermLock  = "lock"  // acquire and release locks, create ephemeral nodes
+	PermAdmin = "admin" // everything below the prefix, and its ACL rules
+)
+
+// HeaderAuthorization carries "Bearer <token>" when the cell has auth.
+const HeaderAuthorization = "Authorization"
+
+// SetACLRequest is the body of PUT /v1/acls/{prefix}: the rule for
+// Principal (a token name, or "*" for every authenticated principal) at the
+// prefix. Perms is required; [] is a rule that denies.
+type SetACLRequest struct {
+	Principal string    `json:"principal"`
+	Perms     *[]string `json:"perms"`
+}
+
+// ACLRule is one rule. Source is "log" (set through the API, replicated;
+// Index is the log index that last set it) or "config" (a bootstrap rule
+// of the configuration, Index 0).
+type ACLRule struct {
+	Prefix    string   `json:"prefix"`
+	Principal string   `json:"principal"`
+	Perms     []string `json:"perms"`
+	Index     uint64   `json:"index"`
+	Source    string   `json:"source"`
+}
+
+// ACLResponse is the body of PUT /v1/acls/{prefix}.
+type ACLResponse struct {
+	ACL ACLRule `json:"acl"`
+}
+
+// ACLsResponse is the body of GET /v1/acls and GET /v1/acls/{prefix}: the
+// rules at and below the prefix, and, with ?principal=P, what P may do at
+// the prefix itself.
+type ACLsResponse struct {
+	ACLs      []ACLRule  `json:"acls"`
+	Effective *Effective `json:"effective,omitempty"`
+}
+
+// Effective is what a principal may do at a path, and the path's
+// acl_generation.
+type Effective struct {
+	Path          string   `json:"path"`
+	Principal     string   `json:"principal"`
+	Perms         []string `json:"perms"`
+	Admin         bool     `json:"admin"`
+	ACLGeneration uint64   `json:"acl_generation"`
 }
