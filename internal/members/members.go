@@ -25,8 +25,13 @@ type Config struct {
 	// Advertise is the host:port others reach it on (default Bind).
 	Advertise string
 	// Peers are the gossip addresses of the other replicas.
-	Peers  []string
-	Logger hclog.Logger
+	Peers []string
+	// SecretKey (16, 24 or 32 bytes), when set, encrypts and authenticates
+	// every gossip message (memberlist's AES-GCM keyring), and messages
+	// without it are refused both ways: a host without the key can neither
+	// join nor forge member states.
+	SecretKey []byte
+	Logger    hclog.Logger
 }
 
 // Members is a running gossip member.
@@ -60,6 +65,10 @@ func Start(cfg Config) (*Members, error) {
 	}
 	mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	mc.Logger = log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	if len(cfg.SecretKey) > 0 {
+		mc.SecretKey = cfg.SecretKey
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("starting gossip: %w", err)

@@ -42,3 +42,41 @@ func TestMembersSeeEachOtherAndALeaver(t *testing.T) {
 		return !known || st == "left" || st == "dead"
 	})
 }
+
+func TestGossipKeyKeepsOutsiders(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	first, err := Start(Config{Name: "1", Bind: "127.0.0.1:0", SecretKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Close() })
+	addr := fmt.Sprintf("127.0.0.1:%d", first.ml.LocalNode().Port)
+	second, err := Start(Config{Name: "2", Bind: "127.0.0.1:0", Peers: []string{addr}, SecretKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	outsider, err := Start(Config{Name: "3", Bind: "127.0.0.1:0", Peers: []string{addr},
+		SecretKey: []byte("another key, 32 bytes long......")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { outsider.Close() })
+	plain, err := Start(Config{Name: "4", Bind: "127.0.0.1:0", Peers: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Close() })
+	waitFor(t, "the keyed replicas to see each other", func() bool { return len(first.Names()) == 2 && len(second.Names()) == 2 })
+	// Give the outsiders time to try (they retry with backoff).
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if n := first.Names(); len(n) != 2 {
+			t.Fatalf("an outsider joined: %v", n)
+		}
+		time.Sleep(50 * time.Millisecond) // polling for a fixed window
+	}
+	if len(outsider.Names()) != 1 || len(plain.Names()) != 1 {
+		t.Fatalf("outsiders see %v and %v", outsider.Names(), plain.Names())
+	}
+}

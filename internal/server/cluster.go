@@ -53,14 +53,15 @@ type peerStatus struct {
 }
 
 func newPeerStatus(s *Server) *peerStatus {
-	return &peerStatus{s: s, client: &http.Client{Timeout: 400 * time.Millisecond}, last: map[string]time.Time{}}
+	return &peerStatus{s: s, client: &http.Client{Timeout: 400 * time.Millisecond, Transport: s.sec.transport()},
+		last: map[string]time.Time{}}
 }
 
 func (p *peerStatus) selfView() ReplicaView {
 	s := p.s
 	st := s.node.Status()
 	v := ReplicaView{
-		ID: formatID(s.cfg.ID), ClientURL: "http://" + s.cfg.Self().Client, PeerAddress: s.cfg.Self().Peer,
+		ID: formatID(s.cfg.ID), ClientURL: s.sec.url(s.cfg.Self().Client), PeerAddress: s.cfg.Self().Peer,
 		Role: st.Role.String(), Up: true, PromisedBallot: st.Ballot.String(), CommitIndex: st.Commit,
 		AppliedIndex: st.Applied, SnapshotIndex: st.Snapshot, LastContactMs: 0, MemberStatus: "alive",
 		Leader: nodeName(st.Leader), Recovering: st.Recovering, UptimeMs: time.Since(s.started).Milliseconds(),
@@ -84,9 +85,9 @@ func (s *Server) cluster(ctx context.Context) (any, error) {
 			continue
 		}
 		wg.Go(func() {
-			v, err := p.fetch(ctx, "http://"+r.Client)
+			v, err := p.fetch(ctx, s.sec.url(r.Client))
 			if err != nil {
-				v = ReplicaView{ID: id, ClientURL: "http://" + r.Client, PeerAddress: r.Peer, Role: "down"}
+				v = ReplicaView{ID: id, ClientURL: s.sec.url(r.Client), PeerAddress: r.Peer, Role: "down"}
 			}
 			p.mu.Lock()
 			if err == nil {
@@ -130,6 +131,11 @@ func (p *peerStatus) fetch(ctx context.Context, base string) (ReplicaView, error
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/cluster/self", nil)
 	if err != nil {
 		return ReplicaView{}, err
+	}
+	// The replicas prove who they are with their certificate (TLS), or
+	// with the shared replica token.
+	if tok := p.s.sec.replicaToken; tok != "" && p.s.sec.tls == nil {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {

@@ -44,6 +44,7 @@ type Server struct {
 	flow    *flowRing
 	metrics *metrics.Metrics
 	peers   *peerStatus
+	sec     *security
 	started time.Time
 }
 
@@ -64,6 +65,10 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 		}
 	}()
 	var err error
+	if s.sec, err = newSecurity(&cfg); err != nil {
+		return nil, err
+	}
+	s.warnInsecure()
 	id := paxos.NodeID(cfg.ID)
 	s.store, err = pebblestore.Open(cfg.DataDir, paxos.Identity{Cell: cfg.Cell, Node: id},
 		pebblestore.Options{Bootstrap: cfg.Bootstrap, Logger: logger.Named("pebble")})
@@ -82,7 +87,7 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 		}
 	}
 	s.tr, err = tcptransport.New(tcptransport.Config{Self: id, Cell: cfg.Cell, Listen: peerAddr, Peers: peerAddrs,
-		Logger: logger})
+		Logger: logger, TLS: s.sec.peerTLS()})
 	if err != nil {
 		return nil, fmt.Errorf("starting peer transport on %s: %w", peerAddr, err)
 	}
@@ -101,8 +106,12 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 	}
 	s.svc = session.NewService(session.ServiceConfig{Consensus: meteredConsensus{s.node, s.metrics}, Machine: s.sm,
 		Grace: time.Duration(cfg.SessionGraceMs) * time.Millisecond, Self: formatID(cfg.ID), Logger: logger})
+	gossipKey, err := cfg.GossipKeyBytes()
+	if err != nil {
+		return nil, err
+	}
 	s.members, err = members.Start(members.Config{Name: formatID(cfg.ID), Bind: gossipAddr,
-		Advertise: cfg.Self().Gossip, Peers: gossipPeers, Logger: logger})
+		Advertise: cfg.Self().Gossip, Peers: gossipPeers, SecretKey: gossipKey, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +128,9 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 		Metrics:    s.metrics.Handler(),
 		UI:         ui.Handler(),
 		Logger:     logger,
+		Auth:       s.sec.auth,
+
+		ForwardTransport: s.sec.transport(),
 	})
 	s.api.Echo().Use(s.metrics.EchoMiddleware())
 	s.metrics.OnCollect(s.collect)
@@ -129,7 +141,12 @@ func New(cfg config.Config, logger hclog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for clients on %s: %w", clientAddr, err)
 	}
-	s.http = &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{
+			ForceLevel: hclog.Debug})}
+	if s.sec.tls != nil {
+		s.http.TLSConfig = s.sec.tls.Server()
+	}
 	ok = true
 	return s, nil
 }
@@ -144,9 +161,17 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.svc.Run(svcCtx, 25*time.Millisecond) })
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- s.http.Serve(s.ln) }()
-	s.log.Info("replica serving", "cell", s.cfg.Cell, "id", s.cfg.ID, "client", s.ClientAddr(),
-		"peer", s.tr.Addr(), "data_dir", s.cfg.DataDir)
+	go func() {
+		if s.sec.tls != nil {
+			httpErr <- s.http.ServeTLS(s.ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		httpErr <- s.http.Serve(s.ln)
+	}()
+	open, _ := s.cfg.Open()
+	s.log.Info("replica serving", "cell", s.cfg.Cell, "id", s.cfg.ID, "client", s.sec.url(s.ClientAddr()),
+		"peer", s.tr.Addr(), "data_dir", s.cfg.DataDir, "auth", !open, "tls", s.sec.tls != nil,
+		"gossip_encrypted", s.cfg.GossipKey != "")
 	var err error
 	select {
 	case <-ctx.Done():
@@ -204,7 +229,7 @@ func (s *Server) leader() (string, string) {
 	}
 	for _, r := range s.cfg.Replicas {
 		if paxos.NodeID(r.ID) == st.Leader {
-			return formatID(r.ID), "http://" + r.Client
+			return formatID(r.ID), s.sec.url(r.Client)
 		}
 	}
 	return "", ""

@@ -7,6 +7,8 @@ package testcell
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +24,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockd/lockd/internal/config"
+	"github.com/lockd/lockd/internal/devcerts"
 )
 
 // TB is the part of testing.TB the cell uses. *testing.T and *testing.B
@@ -92,6 +97,19 @@ type Options struct {
 	Binary string
 	// LogLevel of the replicas; default "debug".
 	LogLevel string
+	// Auth is written as every replica's "auth" setting (nil: an open
+	// cell on loopback). AdminToken, when set, is the bearer token the
+	// cell's own helpers (Cluster, WaitLeader) send.
+	Auth       *config.Auth
+	AdminToken string
+	// TLS makes a development CA and certificates (internal/devcerts) under
+	// the cell's directory and turns TLS on: HTTPS client API and mutual
+	// TLS between replicas. ClientAuth also requires client certificates
+	// (HTTPClient presents the CA's client certificate).
+	TLS        bool
+	ClientAuth bool
+	// GossipKey is every replica's gossip_key ("" for none).
+	GossipKey string
 	// Addresses, if set, gives each replica its own view of the others:
 	// replica self's LOCKD_REPLICAS entry for other gets these client and
 	// peer addresses instead of other's real ones (say, a fault-injecting
@@ -113,10 +131,16 @@ type Replica struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	paused bool
+	scheme string // "http", or "https" with Options.TLS
 }
 
 // URL is the replica's client base URL.
-func (r *Replica) URL() string { return "http://" + r.Client }
+func (r *Replica) URL() string {
+	if r.scheme == "" {
+		return "http://" + r.Client
+	}
+	return r.scheme + "://" + r.Client
+}
 
 // Running reports whether the process is alive (maybe paused).
 func (r *Replica) Running() bool {
@@ -140,6 +164,9 @@ type Cell struct {
 	dir      string
 	bin      string
 	Replicas []*Replica
+
+	transportOnce sync.Once
+	transport     http.RoundTripper
 }
 
 // Start builds lockd and starts a fresh, bootstrapped cell.
@@ -160,9 +187,21 @@ func Start(tb TB, opts Options) *Cell {
 	}
 	c := &Cell{tb: tb, opts: opts, dir: tb.TempDir(), bin: bin}
 	ports := freePorts(tb, 3*opts.Replicas)
+	scheme := "http"
+	if opts.TLS {
+		scheme = "https"
+		hosts := make([]string, opts.Replicas)
+		for i := range hosts {
+			hosts[i] = "127.0.0.1"
+		}
+		if err := devcerts.Generate(c.CertDir(), opts.Cell, hosts); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	for i := range opts.Replicas {
 		id := uint32(i + 1)
 		c.Replicas = append(c.Replicas, &Replica{
+			scheme:  scheme,
 			ID:      id,
 			Client:  fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
 			Peer:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
@@ -203,6 +242,15 @@ func (c *Cell) start(r *Replica, bootstrap bool) {
 	}
 	if c.opts.SnapshotEvery > 0 {
 		cfg["snapshot_every"] = c.opts.SnapshotEvery
+	}
+	if c.opts.Auth != nil {
+		cfg["auth"] = c.opts.Auth
+	}
+	if c.opts.TLS {
+		cfg["tls"] = c.TLSFiles(r.ID)
+	}
+	if c.opts.GossipKey != "" {
+		cfg["gossip_key"] = c.opts.GossipKey
 	}
 	cfgPath := filepath.Join(c.dir, fmt.Sprintf("r%d.json", r.ID))
 	data, _ := json.Marshal(cfg)
@@ -328,12 +376,13 @@ type ClusterView struct {
 	Leader   string `json:"leader"`
 	Ballot   string `json:"ballot"`
 	Replicas []struct {
-		ID           string `json:"id"`
-		Role         string `json:"role"`
-		Up           bool   `json:"up"`
-		CommitIndex  uint64 `json:"commit_index"`
-		AppliedIndex uint64 `json:"applied_index"`
-		Recovering   bool   `json:"recovering"`
+		ID             string `json:"id"`
+		Role           string `json:"role"`
+		Up             bool   `json:"up"`
+		CommitIndex    uint64 `json:"commit_index"`
+		AppliedIndex   uint64 `json:"applied_index"`
+		Recovering     bool   `json:"recovering"`
+		PromisedBallot string `json:"promised_ballot"`
 	} `json:"replicas"`
 }
 
@@ -344,7 +393,11 @@ func (c *Cell) Cluster(ctx context.Context, id uint32) (ClusterView, error) {
 	if err != nil {
 		return v, err
 	}
-	cl := &http.Client{Timeout: 2 * time.Second}
+	if c.opts.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.AdminToken)
+	}
+	cl := c.HTTPClient()
+	cl.Timeout = 2 * time.Second
 	resp, err := cl.Do(req)
 	if err != nil {
 		return v, err
@@ -478,3 +531,53 @@ func freePorts(tb TB, n int) []int {
 	}
 	return out
 }
+
+// CertDir is where Options.TLS put the cell's CA and certificates
+// (devcerts file names).
+func (c *Cell) CertDir() string { return filepath.Join(c.dir, "certs") }
+
+// TLSFiles is replica id's "tls" setting.
+func (c *Cell) TLSFiles(id uint32) *config.TLS {
+	d := c.CertDir()
+	return &config.TLS{CertFile: filepath.Join(d, devcerts.ReplicaCert(int(id))),
+		KeyFile: filepath.Join(d, devcerts.ReplicaKey(int(id))), CAFile: filepath.Join(d, devcerts.CACert),
+		ClientAuth: c.opts.ClientAuth}
+}
+
+// ClientTLS is a client configuration for the cell: its CA as roots and
+// the CA's client certificate (nil without Options.TLS).
+func (c *Cell) ClientTLS() *tls.Config {
+	if !c.opts.TLS {
+		return nil
+	}
+	d := c.CertDir()
+	pem, err := os.ReadFile(filepath.Join(d, devcerts.CACert))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(d, devcerts.ClientCert), filepath.Join(d, devcerts.ClientKey))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// HTTPClient returns a client for the cell's URLs (with ClientTLS; a new
+// http.Client on one shared transport).
+func (c *Cell) HTTPClient() *http.Client {
+	c.transportOnce.Do(func() {
+		if !c.opts.TLS {
+			c.transport = http.DefaultTransport
+			return
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = c.ClientTLS()
+		c.transport = t
+	})
+	return &http.Client{Transport: c.transport}
+}
+
+// Dir is the cell's working directory (configs, logs, certificates).
+func (c *Cell) Dir() string { return c.dir }
