@@ -15,7 +15,13 @@
 //  1. send Ready.Early (the leader's Accepts and Heartbeats; the ballot they
 //     carry was made durable by Phase 1, so they may go before the sync);
 //  2. persist HardState, Entries and Snapshot with one synced write (group
-//     commit: everything that arrived since the last Ready shares it);
+//     commit: everything that arrived since the last Ready shares it). A
+//     Ready whose only change is a higher HardState.Commit needs no write of
+//     its own: a commit index that lags on disk is still true after a crash
+//     (every slot at or below it is chosen and in the durable log), and the
+//     slots above it are learned again. Node keeps it for the next synced
+//     write (or writes it after a few idle ticks, and before compacting);
+//     Accepts carry the commit index before any sync anyway;
 //  3. send Ready.Messages: promises, accepts, and every other reply, which
 //     must never leave before the sync that covers them;
 //  4. restore the state machine from Ready.Snapshot, if set;

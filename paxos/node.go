@@ -72,6 +72,13 @@ type Node struct {
 	waiting    map[uint64]chan propResult
 	readWaits  []readWait
 	appliedIdx uint64
+	// saved is the HardState last made durable. lazy, when set, is a newer
+	// HardState that differs from saved only in Commit and is not yet
+	// written: a commit index may lag on disk (see lazyCommitTicks), so it
+	// rides on the next synced write instead of costing one of its own.
+	saved     HardState
+	lazy      *HardState
+	lazyTicks int
 
 	status  atomic.Pointer[Status]
 	errMu   sync.Mutex
@@ -109,6 +116,9 @@ const (
 	kindCommand  = 0
 	kindBarrier  = 1
 	proposeQueue = 4096
+	// lazyCommitTicks is how long a commit-only HardState may wait for a
+	// write to ride on before it is written by itself.
+	lazyCommitTicks = 5
 )
 
 // NewNode loads the replica's durable state, restores the state machine from
@@ -150,6 +160,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		proposer:   uint64(cfg.Core.ID)<<32 | uint64(cfg.Core.Rand.Uint32()),
 		waiting:    map[uint64]chan propResult{},
 		appliedIdx: snap.Index,
+		saved:      hs,
 	}
 	n.applied.Store(snap.Slot)
 	st := core.Status()
@@ -268,10 +279,19 @@ func (n *Node) run() {
 	for {
 		select {
 		case <-n.stopCh:
+			_ = n.flushLazy()
 			n.fail(ErrStopped)
 			return
 		case <-ticker.C:
 			n.core.Tick()
+			if n.lazy != nil {
+				if n.lazyTicks++; n.lazyTicks >= lazyCommitTicks {
+					if err := n.flushLazy(); err != nil {
+						n.fail(err)
+						return
+					}
+				}
+			}
 		case m, ok := <-recv:
 			if !ok {
 				recv = nil
@@ -352,9 +372,20 @@ func (n *Node) handleReady() error {
 			n.observe(m, true)
 			n.cfg.Transport.Send(m)
 		}
-		if rd.HardState != nil || len(rd.Entries) > 0 || rd.Snapshot != nil {
-			if err := n.cfg.Storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-				return fmt.Errorf("persisting: %w", err)
+		if n.commitOnly(rd) {
+			// Only the commit index moved: nothing in this Ready depends on
+			// its being durable (Accepts already carry it before any sync),
+			// and a lower commit index on disk is still true after a crash
+			// (every slot at or below it is chosen and durable), so the
+			// slots above it are learned again. It rides on the next sync.
+			hs := *rd.HardState
+			if n.lazy == nil {
+				n.lazyTicks = 0
+			}
+			n.lazy = &hs
+		} else if rd.HardState != nil || len(rd.Entries) > 0 || rd.Snapshot != nil {
+			if err := n.save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+				return err
 			}
 		}
 		for _, m := range rd.Messages {
@@ -387,6 +418,39 @@ func (n *Node) handleReady() error {
 			return err
 		}
 	}
+}
+
+// commitOnly reports whether rd's only durable change is a higher commit
+// index: no entries, no snapshot, and the promise and the recovering flag
+// as last saved.
+func (n *Node) commitOnly(rd Ready) bool {
+	hs := rd.HardState
+	return hs != nil && len(rd.Entries) == 0 && rd.Snapshot == nil &&
+		hs.Promised == n.saved.Promised && hs.Recovering == n.saved.Recovering
+}
+
+// save persists with one synced write; a lazy HardState is superseded by
+// hs, or written with the entries when hs is nil.
+func (n *Node) save(hs *HardState, entries []Entry, snap *Snapshot) error {
+	if hs == nil {
+		hs = n.lazy
+	}
+	if err := n.cfg.Storage.Save(hs, entries, snap); err != nil {
+		return fmt.Errorf("persisting: %w", err)
+	}
+	if hs != nil {
+		n.saved = *hs
+		n.lazy = nil
+	}
+	return nil
+}
+
+// flushLazy writes a lazy HardState by itself.
+func (n *Node) flushLazy() error {
+	if n.lazy == nil {
+		return nil
+	}
+	return n.save(n.lazy, nil, nil)
 }
 
 func (n *Node) apply(rd Ready) {
@@ -433,6 +497,10 @@ func (n *Node) maybeSnapshot() error {
 	applied := n.applied.Load()
 	if applied-n.core.LatestSnapshot().Slot < n.cfg.SnapshotEvery {
 		return nil
+	}
+	// The store compacts only up to the commit index it holds.
+	if err := n.flushLazy(); err != nil {
+		return err
 	}
 	data, err := n.cfg.StateMachine.Snapshot()
 	if err != nil {

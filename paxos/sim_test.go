@@ -86,6 +86,12 @@ type simNode struct {
 	pausedUntil uint64
 	pausedAt    uint64
 	incarnation int64
+	// As Node does: the HardState last saved, and a newer one that moved
+	// only the commit index and waits to ride on the next save. The
+	// simulation never writes it by itself (Node does after a few ticks),
+	// so a crash loses as much of the commit index as it can.
+	saved HardState
+	lazy  *HardState
 }
 
 type sim struct {
@@ -157,6 +163,7 @@ func (s *sim) start(n *simNode) {
 		entries = kept
 	}
 	n.incarnation++
+	n.saved, n.lazy = hs, nil
 	core, err := NewCore(simConfig(n.id, s.peers, s.seed*1000+int64(n.id)*10+n.incarnation), hs, snap, entries)
 	if err != nil {
 		panic(err)
@@ -176,6 +183,21 @@ func (s *sim) start(n *simNode) {
 	s.process(n)
 }
 
+// save persists as Node.save does: a lazy HardState rides on a save
+// without one.
+func (s *sim) save(n *simNode, hs *HardState, entries []Entry, snap *Snapshot) {
+	if hs == nil {
+		hs = n.lazy
+	}
+	if err := n.disk.Save(hs, entries, snap); err != nil {
+		panic(err)
+	}
+	if hs != nil {
+		s.chk.saved(n.id, hs.Commit)
+		n.saved, n.lazy = *hs, nil
+	}
+}
+
 func (s *sim) crash(n *simNode) {
 	s.tracef("crash %d", n.id)
 	n.up = false
@@ -193,11 +215,12 @@ func (s *sim) process(n *simNode) {
 		for _, m := range rd.Early {
 			s.send(m)
 		}
-		if err := n.disk.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-			panic(err)
-		}
-		if rd.HardState != nil {
-			s.chk.saved(n.id, rd.HardState.Commit)
+		if hs := rd.HardState; hs != nil && len(rd.Entries) == 0 && rd.Snapshot == nil &&
+			hs.Promised == n.saved.Promised && hs.Recovering == n.saved.Recovering {
+			h := *hs
+			n.lazy = &h
+		} else {
+			s.save(n, rd.HardState, rd.Entries, rd.Snapshot)
 		}
 		for _, m := range rd.Messages {
 			s.send(m)
@@ -230,6 +253,9 @@ func (s *sim) process(n *simNode) {
 		if len(rd.Committed) > 0 && s.opt.snapEvery > 0 {
 			st := n.core.Status()
 			if st.Applied-st.Snapshot >= s.opt.snapEvery {
+				if n.lazy != nil {
+					s.save(n, n.lazy, nil, nil)
+				}
 				snap := Snapshot{Slot: st.Applied, Index: uint64(len(n.sm.applied)), Data: n.sm.snapshot()}
 				if err := n.disk.Compact(snap); err != nil {
 					panic(err)
