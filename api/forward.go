@@ -30,6 +30,12 @@ import (
 //     (the service refuses before proposing or reading), the response is
 //     not started, and the buffered body is rewound, so the request is
 //     forwarded to whoever Leader() names now, or answered no_leader.
+//
+// During an election (no leader known, the one named cannot be reached, or
+// this replica is not ready to lead yet) a request waits, for up to
+// leaderWait and while its client waits, for the next leader instead of
+// failing with no_leader at once: it goes on the moment one is known, so a
+// failover costs the client the election and no retry backoff on top.
 
 // onLeader is the middleware of routes that the leader must answer; read
 // marks linearizable reads, which ?stale=true serves locally instead.
@@ -45,22 +51,79 @@ func (s *Server) onLeader(read bool) echo.MiddlewareFunc {
 					return next(c)
 				}
 			}
-			if id, u := s.leader(); id != "" && id != s.self {
-				return s.toLeader(c, id, u)
+			ctx := c.Request().Context()
+			deadline := time.Now().Add(leaderWait)
+			waiting := func() bool { return ctx.Err() == nil && time.Now().Before(deadline) }
+			for {
+				id, u := s.leader()
+				if id == "" && waiting() {
+					s.awaitLeader(ctx, "", deadline)
+					continue
+				}
+				if id != "" && id != s.self {
+					err := s.toLeader(c, id, u)
+					var ue leaderUnreachable
+					if !errors.As(err, &ue) || c.Response().Committed || !waiting() {
+						return err
+					}
+					// Nothing reached the leader it names: it is gone.
+					// Go to the next one when it is elected.
+					rewind(c.Request(), body(c))
+					s.awaitLeader(ctx, id, deadline)
+					continue
+				}
+				err := next(c)
+				if !errors.Is(err, session.ErrNotLeader) || c.Response().Committed {
+					return err
+				}
+				rewind(c.Request(), body(c))
+				if !waiting() {
+					if id, u := s.leader(); id != "" && id != s.self {
+						return s.toLeader(c, id, u)
+					}
+					return noLeader("replica %s is not the leader and knows of none", s.self)
+				}
+				// Not ready to lead yet, or leadership just moved: look again
+				// in a moment.
+				s.awaitLeader(ctx, s.self, time.Now().Add(leaderPoll))
 			}
-			err := next(c)
-			if !errors.Is(err, session.ErrNotLeader) || c.Response().Committed {
-				return err
-			}
-			id, u := s.leader()
-			if id == "" || id == s.self {
-				return noLeader("replica %s is not the leader and knows of none", s.self)
-			}
-			rewind(c.Request(), body(c))
-			return s.toLeader(c, id, u)
 		}
 	}
 }
+
+const (
+	// leaderWait bounds how long a request waits for a leader to be
+	// elected: about two election timeouts (paxos defaults: 200-300 ms).
+	leaderWait = 600 * time.Millisecond
+	// leaderPoll is how often a waiting request looks at Leader() again.
+	leaderPoll = 5 * time.Millisecond
+)
+
+// awaitLeader waits until Leader() names a replica other than not (a replica
+// id, or "" for any), or until deadline or ctx's end, whichever is first.
+func (s *Server) awaitLeader(ctx context.Context, not string, deadline time.Time) {
+	t := time.NewTicker(leaderPoll)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		if id, _ := s.leader(); id != "" && id != not {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.base.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// leaderUnreachable is a forward that could not connect to the leader:
+// nothing was sent, so the request may go to the next leader.
+type leaderUnreachable struct{ err *Error }
+
+func (e leaderUnreachable) Error() string { return e.err.Error() }
+func (e leaderUnreachable) Unwrap() error { return e.err }
 
 // isStale reports whether a read asked for ?stale=true (parsed already by
 // onLeader, so a bad value never gets here).
@@ -159,7 +222,7 @@ func (f *forwarder) forward(c echo.Context, target string) error {
 	}
 	var op *net.OpError
 	if errors.As(pe.err, &op) && op.Op == "dial" {
-		return noLeader("cannot reach the leader at %s: %v", target, pe.err)
+		return leaderUnreachable{noLeader("cannot reach the leader at %s: %v", target, pe.err)}
 	}
 	if r.Method == http.MethodGet {
 		return noLeader("forwarding to the leader at %s failed: %v", target, pe.err)
