@@ -66,6 +66,7 @@ func TestACLRoutes(t *testing.T) {
 	}
 
 	// Bad input is refused before the log; a missing rule is not_found.
+	settle(t, c, admin)
 	applied := c.Machine(c.Leader()).AppliedIndex()
 	before := snapshots(t, c)
 	for _, bad := range []any{
@@ -80,7 +81,7 @@ func TestACLRoutes(t *testing.T) {
 		wantError(t, http.StatusBadRequest, wire.CodeInvalidArgument)
 	admin.do("DELETE", "/v1/acls/ls/local/shared?principal=teamA", nil).wantError(t, http.StatusNotFound, wire.CodeNotFound)
 	admin.do("DELETE", "/v1/acls/ls/local/shared", nil).wantError(t, http.StatusBadRequest, wire.CodeInvalidArgument)
-	if a := c.Machine(c.Leader()).AppliedIndex(); a != applied || !bytes.Equal(before[0], snapshots(t, c)[0]) {
+	if a := c.Machine(c.Leader()).AppliedIndex(); a != applied || !bytes.Equal(before[c.Leader()], snapshots(t, c)[c.Leader()]) {
 		t.Fatalf("refused ACL requests changed the state (applied %d -> %d)", applied, a)
 	}
 

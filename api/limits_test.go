@@ -24,7 +24,12 @@ const (
 
 func limitedCell(t *testing.T, toks ...apitest.Token) (*apitest.Cell, *client) {
 	t.Helper()
-	c := securedCellWith(t, apitest.Options{Replicas: 3}, func(all *[]apitest.Token) { *all = append(*all, toks...) })
+	return limitedCellWith(t, apitest.Options{Replicas: 3}, toks...)
+}
+
+func limitedCellWith(t *testing.T, opts apitest.Options, toks ...apitest.Token) (*apitest.Cell, *client) {
+	t.Helper()
+	c := securedCellWith(t, opts, func(all *[]apitest.Token) { *all = append(*all, toks...) })
 	leader := newClient(t, c.LeaderURL())
 	for _, tk := range toks {
 		leader.as(tokAdmin).do("PUT", "/v1/acls/ls/local/"+tk.Name, map[string]any{"principal": tk.Name,
@@ -52,8 +57,10 @@ func TestQuotas(t *testing.T) {
 	settle(t, c, admin)
 	before := snapshots(t, c)
 	wantTooMany(t, q.do("POST", "/v1/sessions", map[string]any{}), "third session")
-	if !bytes.Equal(before[0], snapshots(t, c)[0]) {
-		t.Fatal("a refused session creation changed the state")
+	for i, after := range snapshots(t, c) {
+		if !bytes.Equal(before[i], after) {
+			t.Fatalf("a refused session creation changed replica %d's state", i)
+		}
 	}
 	admin.newSession(60_000, 0, "admin's own quota is separate")
 	q.do("DELETE", "/v1/sessions/"+s1.ID, nil).want(t, http.StatusNoContent, nil)
@@ -126,8 +133,13 @@ func TestRateLimits(t *testing.T) {
 // from many connections; it is throttled to its rate (429s), while token B
 // goes on acquiring and releasing a lock, every operation succeeding, with
 // a latency not far from its baseline measured in the same test.
+//
+// The flooding clients run in the test's process, beside the whole cell,
+// and compete with it for the CPU as no remote client would: the cell runs
+// the production tick (10ms) rather than apitest's 2ms, and under the race
+// detector the flood uses fewer connections.
 func TestSessionFloodDoesNotStarveOthers(t *testing.T) {
-	c, leader := limitedCell(t,
+	c, leader := limitedCellWith(t, apitest.Options{Replicas: 3, TickInterval: 10 * time.Millisecond},
 		apitest.Token{Name: "flood", Token: tokFlood, Limits: api.Limits{SessionCreatesPerS: 20}},
 		apitest.Token{Name: "calm", Token: tokCalm},
 	)
@@ -165,7 +177,11 @@ func TestSessionFloodDoesNotStarveOthers(t *testing.T) {
 	var created, refused, other atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 16 {
+	flooders := 16
+	if raceEnabled {
+		flooders = 4
+	}
+	for range flooders {
 		wg.Go(func() {
 			body := []byte(`{"ttl_ms": 1000}`)
 			for {
@@ -195,7 +211,7 @@ func TestSessionFloodDoesNotStarveOthers(t *testing.T) {
 		})
 	}
 	// Let the flood start before measuring.
-	eventually(t, 5*time.Second, "the flood to be refused", func() bool { return refused.Load() > 100 })
+	eventually(t, 10*time.Second, "the flood to be refused", func() bool { return refused.Load() > 50 })
 	floodStart := time.Now()
 	during := measure()
 	floodFor := time.Since(floodStart)
@@ -204,9 +220,9 @@ func TestSessionFloodDoesNotStarveOthers(t *testing.T) {
 
 	bp50, bp99 := percentile(base, 50), percentile(base, 99)
 	dp50, dp99 := percentile(during, 50), percentile(during, 99)
-	t.Logf("flood: %d created, %d refused (429), %d other in the run; calm ops: baseline p50 %v p99 %v, "+
+	t.Logf("flood from %d connections: %d created, %d refused (429), %d other in the run; calm ops: baseline p50 %v p99 %v, "+
 		"during the flood (%v) p50 %v p99 %v: ratios p50 %.2fx p99 %.2fx",
-		created.Load(), refused.Load(), other.Load(), bp50, bp99, floodFor.Round(time.Millisecond), dp50, dp99,
+		flooders, created.Load(), refused.Load(), other.Load(), bp50, bp99, floodFor.Round(time.Millisecond), dp50, dp99,
 		float64(dp50)/float64(bp50), float64(dp99)/float64(bp99))
 	total := created.Load() + refused.Load()
 	if created.Load() == 0 || refused.Load() < 10*created.Load() {
