@@ -1,6 +1,10 @@
 // lockd dashboard. Talks only to the replica that served the page (same
 // origin, URLs relative to it): polls the cell view, the consensus flow,
 // sessions and locks, and follows the cell's events as Server-Sent Events.
+// When the cell answers 401/403 it asks for an administrator's token, keeps
+// it in sessionStorage (this tab only) and sends it as Authorization: Bearer
+// on every request, the event stream included (read with fetch, since
+// EventSource cannot send headers).
 // Everything is built with DOM calls and textContent (labels, paths and
 // hosts come from clients), never innerHTML.
 "use strict";
@@ -28,6 +32,49 @@
 
   function api(path) { return new URL(path, BASE).toString(); }
 
+  // ---- authentication ------------------------------------------------
+
+  const TOKEN_KEY = "lockd.token";
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+  function headers(extra) {
+    const h = Object.assign({}, extra || {});
+    const t = token();
+    if (t) h.Authorization = "Bearer " + t;
+    return h;
+  }
+  // needToken shows the token form after a 401 or 403 (once per kind of
+  // refusal, so polling does not keep resetting what is being typed).
+  function needToken(status, message) {
+    const banner = $("auth-banner");
+    const detail = status === 401
+      ? (token() ? "The token was not accepted" : "No token yet") + " (401 unauthenticated)."
+      : "The token is not an administrator's (403 permission_denied): " + (message || "");
+    if (!banner.hidden && $("auth-detail").textContent === detail) return;
+    $("auth-detail").textContent = detail;
+    banner.hidden = false;
+    if (document.activeElement !== $("token-input")) $("token-input").focus();
+  }
+  function wireTokenForm() {
+    const save = () => {
+      const v = $("token-input").value.trim();
+      try {
+        if (v) sessionStorage.setItem(TOKEN_KEY, v); else sessionStorage.removeItem(TOKEN_KEY);
+      } catch (e) { console.debug("lockd ui: no sessionStorage", e); }
+      $("token-input").value = "";
+      $("auth-banner").hidden = true;
+      restartSSE(false);
+    };
+    $("token-save").addEventListener("click", save);
+    $("token-input").addEventListener("keydown", (e) => { if (e.key === "Enter") save(); });
+    $("token-forget").addEventListener("click", () => {
+      try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
+      $("token-input").value = "";
+      needToken(401, "");
+    });
+  }
+
   class HTTPError extends Error {
     constructor(status, code, message) {
       super(message || "HTTP " + status);
@@ -40,10 +87,11 @@
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeoutMs || 2000);
     try {
-      const res = await fetch(api(path), { cache: "no-store", signal: ctl.signal, headers: { Accept: "application/json" } });
+      const res = await fetch(api(path), { cache: "no-store", signal: ctl.signal, headers: headers({ Accept: "application/json" }) });
       const body = await res.json().catch(() => null);
       if (!res.ok) {
         const e = (body && body.error) || {};
+        if (res.status === 401 || res.status === 403) needToken(res.status, e.message);
         throw new HTTPError(res.status, e.code || "", (e.code ? e.code + ": " : "") + (e.message || "HTTP " + res.status));
       }
       return body;
@@ -131,7 +179,7 @@
       c = await getJSON("v1/cluster", 2500);
     } catch (e) {
       if (e instanceof HTTPError) { // it answers, but with an error
-        setReachable(true, "cell view: " + e.message);
+        setReachable(true, (e.status === 401 || e.status === 403 ? "needs an administrator's token: " : "cell view: ") + e.message);
         return;
       }
       state.failures++;
@@ -341,6 +389,11 @@
       status.classList.remove("stale");
       return body;
     } catch (e) {
+      if (e instanceof HTTPError && (e.status === 401 || e.status === 403)) {
+        status.textContent = "not shown: " + e.message;
+        status.setAttribute("data-state", "error");
+        return null;
+      }
       try {
         const body = await getJSON(path + "?stale=true", 2500);
         status.textContent = "stale: this replica's view (" + e.message + ")";
@@ -442,11 +495,16 @@
     if (!state.cell || state.reachable === false) { scheduleSSE(); return; }
     const ctl = new AbortController();
     state.sse = ctl;
-    const headers = { Accept: "text/event-stream" };
-    if (state.lastEventId) headers["Last-Event-ID"] = state.lastEventId;
+    const hdrs = headers({ Accept: "text/event-stream" });
+    if (state.lastEventId) hdrs["Last-Event-ID"] = state.lastEventId;
     try {
       const res = await fetch(api("v1/watch/ls/" + encodeURIComponent(state.cell) + "?recursive=true"),
-        { headers, cache: "no-store", signal: ctl.signal });
+        { headers: hdrs, cache: "no-store", signal: ctl.signal });
+      if (res.status === 401 || res.status === 403) {
+        const body = await res.json().catch(() => null);
+        needToken(res.status, body && body.error && body.error.message);
+        throw new Error("needs a token (HTTP " + res.status + ")");
+      }
       if (res.status === 410) {
         addMarker("event history compacted past index " + state.lastEventId + "; some events were missed, resuming from now");
         state.lastEventId = "";
@@ -541,6 +599,7 @@
   // ---- start -----------------------------------------------------------
 
   wireFlowControls();
+  wireTokenForm();
   loop(pollCluster, CLUSTER_MS);
   loop(pollFlow, FLOW_MS);
   loop(pollSessions, TABLES_MS);
