@@ -226,11 +226,14 @@ func (s *Server) principalOf(r *http.Request) (*principal, error) {
 	a := s.auth
 	h := r.Header.Get(echo.HeaderAuthorization)
 	if h == "" {
+		if a.open {
+			// Open: everyone is the anonymous administrator, replicas
+			// (and requests they forward, which carry their certificate)
+			// included.
+			return a.anonymous, nil
+		}
 		if a.isReplica != nil && r.TLS != nil && a.isReplica(r.TLS) {
 			return a.replicaP, nil
-		}
-		if a.open {
-			return a.anonymous, nil
 		}
 		return nil, unauthenticated("no token: send Authorization: Bearer <token>")
 	}

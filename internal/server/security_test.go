@@ -68,11 +68,18 @@ func get(t *testing.T, c *testcell.Cell, url string, v any) int {
 	return res.StatusCode
 }
 
-// put writes a node as the admin through replica id; false if it failed.
+// put writes a node as the admin through replica id.
 func put(c *testcell.Cell, id uint32, path, contents string) error {
+	return putAs(c, id, path, contents, adminToken)
+}
+
+// putAs writes a node with token ("" for none) through replica id.
+func putAs(c *testcell.Cell, id uint32, path, contents, token string) error {
 	req, _ := http.NewRequest("PUT", c.Replica(id).URL()+"/v1/nodes"+path,
 		strings.NewReader(fmt.Sprintf(`{"contents": %q}`, contents)))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	cl := c.HTTPClient()
 	cl.Timeout = 10 * time.Second
 	res, err := cl.Do(req)
@@ -355,6 +362,28 @@ func TestPlaintextToTLSPorts(t *testing.T) {
 	}
 	if up != 5 {
 		t.Fatalf("the status fan-out over TLS sees %d replicas up: %+v", up, view.Replicas)
+	}
+	// Every replica forwards writes to the leader over HTTPS.
+	for _, rep := range c.Replicas {
+		if err := put(c, rep.ID, fmt.Sprintf("/ls/local/via/%d", rep.ID), "x"); err != nil {
+			t.Fatalf("write through replica %d: %v", rep.ID, err)
+		}
+	}
+}
+
+// TestOpenTLSCellForwards: TLS without tokens (an open cell on loopback):
+// a follower forwards with its replica certificate, which must not make
+// the forwarded request the (powerless) replica principal.
+func TestOpenTLSCellForwards(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real cell")
+	}
+	c := testcell.Start(t, testcell.Options{TLS: true, Replicas: 3})
+	leader := c.WaitLeader(30 * time.Second)
+	for _, rep := range c.Replicas {
+		if err := putAs(c, rep.ID, fmt.Sprintf("/ls/local/open/%d", rep.ID), "x", ""); err != nil {
+			t.Fatalf("write through replica %d (leader %d): %v", rep.ID, leader, err)
+		}
 	}
 }
 
