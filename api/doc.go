@@ -91,7 +91,81 @@
 // state and resumes from that answer's X-Lockd-Index); a stream that falls
 // behind mid-way gets a final "event: error" with the compacted body.
 //
+// # Security
+//
+// Options.Auth configures it; nil (or no tokens) runs the cell open: every
+// request is the anonymous principal, an administrator. With tokens:
+//
+//   - Authentication. Every route but GET /healthz, /readyz,
+//     /v1/openapi.json and the dashboard's assets (/ui, /ui/*) needs
+//     "Authorization: Bearer <token>"; the token's SHA-256 is compared in
+//     constant time with every configured one. A missing, malformed or
+//     unknown token is 401 unauthenticated, decided by the authenticate
+//     middleware from the headers alone, before the body is read. Every
+//     replica authenticates: a follower refuses before it forwards, and the
+//     leader checks the forwarded request (which keeps the header) again.
+//   - The replica principal: another replica, known by its client
+//     certificate (a verified certificate of the cell CA valid for a
+//     replica's host, Auth.IsReplica) or by Auth.ReplicaToken. It may read
+//     GET /v1/cluster/self (the cell status fan-out) and nothing else.
+//   - Who may reach a route at all (routeClasses in auth.go): the operator
+//     routes (/v1/cluster, /v1/cluster/flow, /metrics, GET /v1/sessions,
+//     GET /v1/locks, GET /v1/acls, and any route not listed there, such as
+//     /debug/pprof) need an administrator: an admin token, or a principal
+//     with the admin permission on the cell root. 403 permission_denied
+//     otherwise.
+//   - Authorization by path. Every other handler, after decoding and
+//     validating its input and before it reads or proposes anything, asks
+//     for a permission at the node path: read (GET node, watch, lock state,
+//     election, sequencer check, at the sequencer's path), write (PUT and
+//     DELETE of a node; also for an acquire that writes contents), lock
+//     (acquire, release, an ephemeral PUT), admin (the ACL routes at the
+//     prefix). Permissions come from lockservice.Machine.Permissions: the
+//     rule for the principal (or "*") at the longest prefix of the path that
+//     has one, the replicated rules over Auth.ACL's bootstrap ones. A
+//     refused request changed nothing, and never took a log slot.
+//   - Session ownership. CreateSession records the principal; keepalive,
+//     GET and DELETE of a session, acquire, release and ephemeral PUTs with
+//     it need the same principal or an administrator (403). A session's
+//     principal never changes, so the check cannot go stale.
+//   - Recursive watches drop the events of paths below the watched one that
+//     the principal may not read (a deny rule further down).
+//   - ACL routes: PUT /v1/acls/{prefix} {"principal", "perms"} and
+//     DELETE /v1/acls/{prefix}?principal=P go through the log (KindSetACL,
+//     KindDeleteACL), so every replica agrees, and change the
+//     acl_generation of every node below the prefix; GET /v1/acls/{prefix}
+//     lists the rules at and below it (replicated and configured) and, with
+//     ?principal=P, what P may do there. The admin permission on the prefix
+//     is needed for all three; GET /v1/acls lists every rule (admins).
+//
+// Authorization reads the replica's applied state: on a follower that
+// serves a stale read or a watch it may lag an ACL change by as much as the
+// answer itself does; writes and linearizable reads are authorized on the
+// leader. An ACL change races requests already past their check, as a
+// file's mode change races open files.
+//
+// # Limits
+//
+// Per principal (Auth.DefaultLimits, overridden field by field by
+// Token.Limits; zero is no limit), answered 429 too_many_requests with
+// retry_after_ms before anything is done:
+//
+//   - requests per second, on every replica (the authenticate middleware);
+//   - session creations and keepalives per second: token buckets on the
+//     replica that executes them, the leader, so they bound the cell;
+//   - live sessions and queued lock waits: counted from the replicated state
+//     (lockservice.Machine.UsageOf) plus what is in flight on the leader; an
+//     acquire that may wait (wait_ms > 0) is refused at the waiter limit, a
+//     try is not;
+//   - open watches (streams and long-polls), per replica.
+//
+// Requests are bounded too: bodies at 512 KiB (413), read within
+// Options.BodyTimeout (30s) and only after authentication; contents at
+// 256 KiB. The Paxos transport has its own port and connections, which no
+// client request shares and no limit here touches.
+//
 // # Logging
 //
-// Requests are logged at debug level by Options.Logger.Named("api").
+// Requests are logged at debug level by Options.Logger.Named("api"), with
+// their principal.
 package api

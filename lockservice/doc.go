@@ -140,6 +140,30 @@
 // everything up to the snapshot index counts as compacted. Snapshots do not
 // hold events.
 //
+// # Access control
+//
+// ACL rules live in the replicated state, as Chubby keeps ACLs in files:
+// KindSetACL sets the rule for a principal (a name, or Everyone "*") at a
+// prefix (a node path, the root included) to a set of permissions (read,
+// write, lock, admin; none is a rule that denies); KindDeleteACL deletes
+// it. Machine.Permissions resolves what a principal may do at a path: the
+// rule for it, else for Everyone, at the longest prefix of the path that has
+// one (segment-wise: /ls/c/a covers /ls/c/a and /ls/c/a/b, not /ls/c/ab);
+// a StaticACL (the configuration's bootstrap rules) counts at the same
+// prefix after the replicated rules. No rule is no permission. admin implies
+// the rest. So a rule for one principal never changes another's
+// permissions, and a deeper rule can narrow a grant.
+//
+// A node's acl_generation is the index of the last ACL change at any prefix
+// of its path (0 if none): it changes whenever a rule that may govern the
+// node changes, and never goes back (a prefix whose rules are all deleted
+// keeps its index). The machine does not enforce rules; the API authorizes
+// every request before proposing or reading.
+//
+// CreateSession carries the Principal that creates the session; it is part
+// of the session (and of snapshots) and never changes. UsageOf counts a
+// principal's live sessions and their queued waits, for quotas.
+//
 // # Snapshots
 //
 // Snapshot is deterministic JSON of the whole state Apply depends on; Restore

@@ -2,6 +2,17 @@
 // transport, the Paxos node, the lock service state machine, the session
 // service, gossip, and the HTTP API. It starts them in order and shuts them
 // down in reverse: HTTP, sessions, Paxos, transport, pebble.
+//
+// Security (security.go): the configuration's tokens, bootstrap ACLs and
+// limits become the API's Auth. With tls configured, the client API serves
+// HTTPS (client certificates of the cell CA required with client_auth, and
+// verified when given otherwise), the Paxos transport speaks mutual TLS 1.3
+// (both ends present a certificate of the cell CA valid for a replica's
+// host), and leader forwarding and the status fan-out dial the others over
+// HTTPS, presenting this replica's certificate; every client URL is
+// https://. gossip_key encrypts memberlist. A cell without tokens logs a
+// loud warning at start (config.Validate has already refused it unless it
+// listens on loopback only or auth.disabled is set).
 package server
 
 import (

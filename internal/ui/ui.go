@@ -4,6 +4,12 @@
 // it polls /v1/cluster, /v1/cluster/flow, /v1/sessions and /v1/locks and
 // follows /v1/watch/ls/<cell> as Server-Sent Events.
 //
+// The assets are public; the data routes need an administrator when the
+// cell has auth. On a 401 or 403 the page asks for a token, keeps it in
+// sessionStorage (this tab only) and sends it as Authorization: Bearer on
+// every request, the event stream included (read with fetch and a stream
+// reader, since EventSource cannot send headers).
+//
 // Handler is meant for /ui/; every URL in the page is relative, and the API
 // is reached as ../v1/..., so it also works behind a proxy that adds a
 // prefix in front of both.
