@@ -36,10 +36,18 @@ func genCommand(t *rapid.T, m *Machine, sessions []string, now *int64) Command {
 	reqID := func() string { return rapid.SampledFrom([]string{"", "", "r1", "r2", "r3"}).Draw(t, "request_id") }
 	mode := func() Mode { return rapid.SampledFrom([]Mode{"", ModeExclusive, ModeShared}).Draw(t, "mode") }
 
-	switch rapid.IntRange(0, 12).Draw(t, "kind") {
+	principal := func() string { return rapid.SampledFrom([]string{"teamA", "teamB", Everyone}).Draw(t, "principal") }
+	switch rapid.IntRange(0, 14).Draw(t, "kind") {
 	case 0, 1:
 		ld := rapid.SampledFrom([]int64{0, 500, 2000}).Draw(t, "lock_delay")
-		return Command{Kind: KindCreateSession, NowMs: nowMs, LockDelayMs: &ld, Label: "p"}
+		owner := rapid.SampledFrom([]string{"", "teamA", "teamB"}).Draw(t, "owner")
+		return Command{Kind: KindCreateSession, NowMs: nowMs, LockDelayMs: &ld, Label: "p", Principal: owner}
+	case 13:
+		prefix := rapid.SampledFrom(append([]string{PathPrefix + testCell}, propPaths...)).Draw(t, "acl_prefix")
+		perms := rapid.SampledFrom([][]string{nil, {"read"}, {"write", "lock"}, {"admin"}}).Draw(t, "perms")
+		return Command{Kind: KindSetACL, NowMs: nowMs, Path: prefix, Principal: principal(), Perms: perms}
+	case 14:
+		return Command{Kind: KindDeleteACL, NowMs: nowMs, Path: path(), Principal: principal()}
 	case 2:
 		return Command{Kind: KindEndSession, NowMs: nowMs, Session: sess()}
 	case 3:
@@ -119,6 +127,7 @@ func TestPropertyReplicasAgree(t *testing.T) {
 		now := int64(1_000_000)
 		var maxGen uint64
 		lastGen := map[string]uint64{}
+		lastACLGen := map[string]uint64{}
 		for i := 0; i < steps; i++ {
 			if i == cut {
 				snap, err := a.Snapshot()
@@ -174,6 +183,16 @@ func TestPropertyReplicasAgree(t *testing.T) {
 					}
 					lastGen[path] = g
 				}
+				// acl_generation never goes down either, and moves to this
+				// index when an ACL rule of a prefix of the path changes.
+				ag := a.ACLGeneration(path)
+				if ag < lastACLGen[path] {
+					t.Fatalf("step %d: %s acl_generation went down %d -> %d", i, path, lastACLGen[path], ag)
+				}
+				if ra.Err == nil && (cmd.Kind == KindSetACL || cmd.Kind == KindDeleteACL) && under(path, cmd.Path) && ag != index {
+					t.Fatalf("step %d: %s acl_generation %d after an ACL change at %s, index %d", i, path, ag, cmd.Path, index)
+				}
+				lastACLGen[path] = ag
 			}
 		}
 		sa, _ := a.Snapshot()
