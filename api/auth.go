@@ -175,6 +175,19 @@ var routeClasses = map[string]routeClass{
 	"DELETE /v1/acls/*":               classPath,
 }
 
+// knownPatterns are the route patterns of routeClasses, any method.
+var knownPatterns = func() map[string]bool {
+	m := map[string]bool{}
+	for k := range routeClasses {
+		_, pattern, _ := strings.Cut(k, " ")
+		m[pattern] = true
+	}
+	return m
+}()
+
+// classOf is the class of the request's route. No route at all (echo's
+// 404: an empty pattern), or a listed route asked with another method
+// (405), is classPath: authenticated, then answered by echo.
 func classOf(c echo.Context) routeClass {
 	method := c.Request().Method
 	if method == http.MethodHead {
@@ -182,6 +195,9 @@ func classOf(c echo.Context) routeClass {
 	}
 	if cl, ok := routeClasses[method+" "+c.Path()]; ok {
 		return cl
+	}
+	if c.Path() == "" || knownPatterns[c.Path()] {
+		return classPath
 	}
 	return classAdmin
 }

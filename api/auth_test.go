@@ -186,6 +186,12 @@ func TestEveryRouteRefusesBadTokens(t *testing.T) {
 	}
 	leader.as(tokReplica).do("GET", "/v1/cluster/self", nil).want(t, http.StatusOK, nil)
 	admin.do("GET", "/v1/cluster/self", nil).want(t, http.StatusOK, nil)
+
+	// No such route, or another method: 401 without a token, then what
+	// the router says.
+	leader.do("GET", "/v1/nope", nil).wantError(t, http.StatusUnauthorized, wire.CodeUnauthenticated)
+	leader.as(tokNobody).do("GET", "/v1/nope", nil).wantError(t, http.StatusNotFound, wire.CodeNotFound)
+	leader.as(tokNobody).do("PATCH", "/v1/cluster", nil).wantError(t, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed)
 }
 
 var publicRoutes = map[string]bool{
