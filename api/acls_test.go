@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/lockd/lockd/api/apitest"
@@ -124,5 +125,29 @@ func TestOpenCell(t *testing.T) {
 		cl.as(tok).do("GET", "/v1/cluster", nil).want(t, http.StatusOK, nil)
 		cl.as(tok).do("PUT", "/v1/acls/ls/local/x", map[string]any{"principal": "anyone", "perms": []string{"read"}}).
 			want(t, http.StatusOK, nil)
+	}
+}
+
+// TestRevokedWatchEnds: a stream whose principal loses read on the watched
+// path ends with an error event, and shows nothing written after the
+// revocation.
+func TestRevokedWatchEnds(t *testing.T) {
+	c := securedCell(t, 1)
+	leader := newClient(t, c.URL(0))
+	admin := leader.as(tokAdmin)
+	admin.do("PUT", "/v1/acls/ls/local/shared", map[string]any{"principal": "teamB", "perms": []string{"read"}}).want(t, http.StatusOK, nil)
+	stream := openSSE(t, c.URL(0)+"/v1/watch/ls/local/shared/doc", "Authorization", "Bearer "+tokTeamB)
+	admin.do("PUT", "/v1/nodes/ls/local/shared/doc", map[string]string{"contents": "1"}).want(t, http.StatusCreated, nil)
+	if evs := stream.events(1); evs[0].Type != "node_created" {
+		t.Fatalf("events %s", types(evs))
+	}
+	admin.do("PUT", "/v1/acls/ls/local/shared", map[string]any{"principal": "teamB", "perms": []string{}}).want(t, http.StatusOK, nil)
+	admin.do("PUT", "/v1/nodes/ls/local/shared/doc", map[string]string{"contents": "secret"}).want(t, http.StatusOK, nil)
+	ev, err := stream.next()
+	if err != nil || ev.Event != "error" || !strings.Contains(ev.Data, wire.CodePermissionDenied) {
+		t.Fatalf("after the revocation: %+v %v", ev, err)
+	}
+	if _, err := stream.next(); err == nil {
+		t.Fatal("the stream went on after the revocation")
 	}
 }

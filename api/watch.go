@@ -74,19 +74,21 @@ func (s *Server) watch(c echo.Context) error {
 		setIndex(c, applied)
 		return err
 	}
-	visible := s.eventFilter(c, path, recursive)
+	visible := s.eventFilter(c, path)
 	if strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "text/event-stream") {
 		return s.streamEvents(c, path, recursive, since, visible)
 	}
 	return s.longPoll(c, path, recursive, since, time.Duration(waitMs)*time.Millisecond, visible)
 }
 
-// eventFilter drops, from a recursive watch, the events of paths below the
-// watched one that the principal may not read (an ACL rule further down can
-// take read away). Nil when nothing needs filtering.
-func (s *Server) eventFilter(c echo.Context, path string, recursive bool) func([]lockservice.Event) []lockservice.Event {
+// eventFilter drops the events the principal may not read now: in a
+// recursive watch, those of paths below the watched one under a rule that
+// takes read away; in any watch, everything once read of the watched path
+// itself is revoked (a stream then ends, see streamEvents). Nil for an
+// administrator.
+func (s *Server) eventFilter(c echo.Context, path string) func([]lockservice.Event) []lockservice.Event {
 	p := s.principalFrom(c)
-	if !recursive || p.admin {
+	if s.isAdmin(p) {
 		return nil
 	}
 	return func(evs []lockservice.Event) []lockservice.Event {
@@ -172,6 +174,12 @@ func (s *Server) streamEvents(c echo.Context, path string, recursive bool, pos u
 			pos = max(pos, evs[len(evs)-1].Index)
 		}
 		if visible != nil {
+			if !s.perms(s.principalFrom(c), path).Has(lockservice.PermRead) {
+				writeSSEError(&buf, forbidden("%s may no longer read %s", s.principalFrom(c), path))
+				_, _ = res.Write([]byte(buf.String()))
+				res.Flush()
+				return nil
+			}
 			evs = visible(evs)
 		}
 		if len(evs) > 0 {
