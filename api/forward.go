@@ -118,6 +118,32 @@ func (s *Server) awaitLeader(ctx context.Context, not string, deadline time.Time
 	}
 }
 
+// awaitLeaderChange returns when Leader() stops naming id (for at least a
+// few polls, so a blip does not abandon a request), or when ctx ends.
+func (s *Server) awaitLeaderChange(ctx context.Context, id string) {
+	t := time.NewTicker(forwardPoll)
+	defer t.Stop()
+	misses := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if cur, _ := s.leader(); cur != id {
+			if misses++; misses >= 3 {
+				return
+			}
+		} else {
+			misses = 0
+		}
+	}
+}
+
+// forwardPoll is how often a forwarded request checks that its leader is
+// still the leader.
+const forwardPoll = 25 * time.Millisecond
+
 // leaderUnreachable is a forward that could not connect to the leader:
 // nothing was sent, so the request may go to the next leader.
 type leaderUnreachable struct{ err *Error }
@@ -143,7 +169,7 @@ func (s *Server) toLeader(c echo.Context, id, leaderURL string) error {
 		e.Leader = leaderURL
 		return e
 	}
-	return s.fwd.forward(c, leaderURL)
+	return s.fwd.forward(c, id, leaderURL)
 }
 
 // forwarder proxies requests to the leader with httputil.ReverseProxy.
@@ -157,6 +183,9 @@ type forwarder struct {
 func newForwarder(s *Server, rt http.RoundTripper) *forwarder {
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
+		// A leader that does not answer a dial in 2 s is gone for our
+		// purposes; the request goes to the next one.
+		t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}).DialContext
 		t.MaxIdleConnsPerHost = 64
 		t.IdleConnTimeout = 90 * time.Second
 		rt = t
@@ -199,8 +228,13 @@ func (f *forwarder) proxy(target string) (*httputil.ReverseProxy, error) {
 	return p, nil
 }
 
-// forward sends the request to the leader and copies its answer back.
-func (f *forwarder) forward(c echo.Context, target string) error {
+// forward sends the request to the leader and copies its answer back. If
+// this replica stops seeing that leader while the request is out (a new
+// leader was elected, or none is known while it campaigns: the old leader
+// may be cut off, and the request would hang until TCP gives up), the forward
+// is abandoned and answered unavailable, so the client retries with the same
+// request_id.
+func (f *forwarder) forward(c echo.Context, leaderID, target string) error {
 	p, err := f.proxy(target)
 	if err != nil {
 		return err
@@ -210,14 +244,33 @@ func (f *forwarder) forward(c echo.Context, target string) error {
 	// for minutes at the leader).
 	ctx, cancel := f.s.waitContext(c)
 	defer cancel()
+	moved := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		f.s.awaitLeaderChange(ctx, leaderID)
+		if ctx.Err() == nil {
+			close(moved)
+			cancel()
+		}
+	}()
 	r := c.Request().WithContext(context.WithValue(ctx, proxyErrKey{}, pe))
 	p.ServeHTTP(c.Response(), r)
+	cancel()
+	<-watchDone
+	select {
+	case <-moved:
+		if !c.Response().Committed {
+			return unavailable("the leader, replica %s, was replaced while the request was forwarded to it; the outcome is unknown: retry (with the same request_id where the route takes one)", leaderID)
+		}
+	default:
+	}
 	switch {
 	case pe.err == nil:
 		return nil
 	case f.s.base.Err() != nil:
 		return unavailable("replica %s is shutting down; retry (with the same request_id where the route takes one)", f.s.self)
-	case ctx.Err() != nil:
+	case c.Request().Context().Err() != nil:
 		return pe.err // the client went away
 	}
 	var op *net.OpError
