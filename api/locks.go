@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -155,6 +156,10 @@ func (s *Server) election(c echo.Context) error {
 		return err
 	}
 	l, err := s.m.Election(path)
+	if errors.Is(err, lockservice.ErrNotFound) {
+		// No such election node yet: nobody leads it (API.md: null).
+		return c.JSON(http.StatusOK, wire.ElectionResponse{})
+	}
 	if err != nil {
 		return err
 	}

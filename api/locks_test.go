@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,7 +75,10 @@ func TestElection(t *testing.T) {
 	const p = "/ls/local/election/primary"
 	a := c.newSession(10000, 0, "a")
 	b := c.newSession(10000, 0, "b")
-	c.do("GET", "/v1/elections"+p, nil).wantError(t, http.StatusNotFound, wire.CodeNotFound)
+	var none wire.ElectionResponse
+	if r := c.do("GET", "/v1/elections"+p, nil).want(t, http.StatusOK, &none); none.Leader != nil || !strings.Contains(string(r.Body), `"leader":null`) {
+		t.Fatalf("election with no node: %s, want {\"leader\": null}", r.Body)
+	}
 	g := c.grant(wire.AcquireRequest{Path: p, Session: a.ID, Contents: ptr("http://a:8080")})
 	var e wire.ElectionResponse
 	c.do("GET", "/v1/elections"+p, nil).want(t, http.StatusOK, &e)

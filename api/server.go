@@ -257,8 +257,11 @@ func (s *Server) stampHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 				h.Set(wire.HeaderIndex, strconv.FormatUint(s.m.AppliedIndex(), 10))
 			}
 			if h.Get(wire.HeaderLeader) == "" {
-				if id, _ := s.leader(); id != "" {
+				if id, u := s.leader(); id != "" {
 					h.Set(wire.HeaderLeader, id)
+					if u != "" {
+						h.Set(wire.HeaderLeaderURL, u)
+					}
 				}
 			}
 			if h.Get(wire.HeaderReplica) == "" && s.self != "" {

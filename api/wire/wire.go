@@ -17,6 +17,9 @@ const (
 	HeaderIndex = "X-Lockd-Index"
 	// HeaderLeader is the id of the leader replica, when known.
 	HeaderLeader = "X-Lockd-Leader"
+	// HeaderLeaderURL is the leader's client URL, when known (an extension,
+	// so clients can find the leader without asking for the cell status).
+	HeaderLeaderURL = "X-Lockd-Leader-Url"
 	// HeaderReplica is the id of the replica that answered (an extension:
 	// after forwarding it names the leader).
 	HeaderReplica = "X-Lockd-Replica"
