@@ -22,6 +22,7 @@ import (
 const (
 	headerIndexName  = "X-Lockd-Index"
 	headerLeaderName = "X-Lockd-Leader"
+	headerLeaderURL  = "X-Lockd-Leader-Url"
 
 	maxResponseBytes = 32 << 20 // generous: lists of sessions or locks
 	syncEvery        = 2 * time.Second
@@ -246,6 +247,11 @@ func (c *Client) noteHeaders(h http.Header) {
 	}
 	if c.cfg.noDiscovery {
 		return
+	}
+	if u := h.Get(headerLeaderURL); u != "" && c.ids[id] == "" {
+		if pu, err := url.Parse(u); err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "" {
+			c.ids[id] = strings.TrimRight(u, "/")
+		}
 	}
 	if u, ok := c.ids[id]; ok {
 		if i := c.addEndpointLocked(u); i != c.preferred {
