@@ -109,6 +109,10 @@ type Config struct {
 	BasePort int
 	// Replicas is the size of failover's own cell (default 5).
 	Replicas int
+	// Prefill, for failover: nodes written (64 at a time) before the first
+	// kill, so that each restarted replica loads a namespace of that size;
+	// the time until it serves again is reported.
+	Prefill int
 	// Lockd is the lockd binary that runs replicas (default: this program
 	// when it is lockd, else bin/lockd, else lockd on PATH).
 	Lockd string
@@ -212,6 +216,9 @@ type Result struct {
 	CommitDelta uint64
 	// LeaderCPU is keepalive's leader CPU over the window, in cores.
 	LeaderCPU float64
+	// Restarts are failover's times from restarting the killed replica to
+	// its serving a linearizable read again, in round order.
+	Restarts []time.Duration
 }
 
 // OpsPerSec is Ops over the window, rounded down to 0.1 as the reference
@@ -321,6 +328,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 type recorder struct {
 	lat  []time.Duration
 	errs map[string]int
+	cut  time.Duration // how long the op cut off by the end of the window had run
 }
 
 func (r *recorder) fail(err error) {
@@ -360,6 +368,13 @@ func merge(res *Result, recs []*recorder) {
 			res.ErrorsByMessage[m] += n
 			res.Errors += n
 		}
+	}
+	var cut time.Duration
+	for _, r := range recs {
+		cut = max(cut, r.cut)
+	}
+	if cut > time.Second {
+		res.Notes = append(res.Notes, fmt.Sprintf("an op cut off by the end of the window had run for %s", cut.Round(time.Millisecond)))
 	}
 	slices.Sort(all)
 	res.Ops = len(all)

@@ -109,6 +109,7 @@ Examples:
 	f.StringVar(&cfg.LocalDir, "local-dir", "", "failover: data directory of the cell the bench starts (default: a temporary one)")
 	f.IntVar(&cfg.BasePort, "base-port", 7301, "failover: first client port of the cell the bench starts")
 	f.IntVar(&cfg.Replicas, "replicas", 5, "failover: replicas of the cell the bench starts")
+	f.IntVar(&cfg.Prefill, "prefill", 0, "failover: nodes written before the first kill (restart time with a namespace of that size)")
 	f.StringVar(&cfg.Lockd, "lockd", "", "failover: lockd binary for the replicas (default: this program, bin/lockd, or lockd on PATH)")
 	f.BoolVar(&jsonOnly, "json", false, "only JSON lines on stdout; the summary goes to stderr")
 	f.BoolVar(&quiet, "quiet", false, "no progress on stderr")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	lockd "github.com/lockd/lockd/clients/go"
@@ -57,8 +58,18 @@ func runFailover(ctx context.Context, cfg Config) (Result, error) {
 	}
 	path := fmt.Sprintf("/ls/%s/bench/failover/%s", cfg.Cell, runID())
 	val := value(cfg.ValueSize)
+	if cfg.Prefill > 0 {
+		if _, err := cell.healthy(ctx, 30*time.Second); err != nil {
+			return res, err
+		}
+		t0 := time.Now()
+		if err := prefill(ctx, cell.endpoints(), path+"-prefill", cfg.Prefill, val); err != nil {
+			return res, fmt.Errorf("prefill: %w", err)
+		}
+		log.printf("failover: wrote %d nodes in %s", cfg.Prefill, time.Since(t0).Round(time.Millisecond))
+	}
 	for round := 1; round <= cfg.Kills; round++ {
-		sample, err := failoverRound(ctx, cfg, cell, log, round, path, val)
+		sample, restart, err := failoverRound(ctx, cfg, cell, log, round, path, val)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, ctx.Err()
@@ -73,6 +84,7 @@ func runFailover(ctx context.Context, cfg Config) (Result, error) {
 			break
 		}
 		res.Samples = append(res.Samples, sample)
+		res.Restarts = append(res.Restarts, restart)
 		if round < cfg.Kills {
 			if err := sleepUntil(ctx, time.Now().Add(cfg.Settle)); err != nil {
 				return res, err
@@ -86,13 +98,46 @@ func runFailover(ctx context.Context, cfg Config) (Result, error) {
 	if len(sorted) > 0 {
 		res.Min, res.Max = sorted[0], sorted[len(sorted)-1]
 	}
+	if rs := slices.Sorted(slices.Values(res.Restarts)); len(rs) > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("restarted replica serving a linearizable read again after p50 %s, max %s (namespace: %d prefilled nodes)",
+			fmtMs(percentile(rs, 0.5)), fmtMs(rs[len(rs)-1]), cfg.Prefill))
+	}
 	return res, nil
 }
 
-func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger, round int, path string, val []byte) (time.Duration, error) {
+// prefill writes n nodes under dir, 64 writers at a time.
+func prefill(ctx context.Context, endpoints []string, dir string, n int, val []byte) error {
+	const writers = 64
+	clients := make([]*lockd.Client, writers)
+	for i := range clients {
+		c, err := lockd.New(endpoints)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	var next atomic.Int64
+	return parallel(ctx, writers, func(w int) error {
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(n) {
+				return nil
+			}
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := clients[w].Put(wctx, fmt.Sprintf("%s/d%d/n%d", dir, i%100, i), val)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+	})
+}
+
+func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger, round int, path string, val []byte) (sample, restart time.Duration, err error) {
 	li, err := cell.healthy(ctx, 30*time.Second)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var survivors []string
 	for i, ep := range cell.endpoints() {
@@ -105,7 +150,7 @@ func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger
 	survivors = append(survivors[k:], survivors[:k]...)
 	c, err := lockd.New(survivors, lockd.WithoutDiscovery(), lockd.WithRetryWindow(100*time.Millisecond))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	for range 3 {
@@ -113,20 +158,19 @@ func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger
 		_, err := c.Put(wctx, path, val)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("warm-up write: %w", err)
+			return 0, 0, fmt.Errorf("warm-up write: %w", err)
 		}
 	}
 	pid, err := cell.pid(li)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	id := cell.cfgs[li].ID
 	t0 := time.Now()
 	if err := cell.kill(li); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	failures := map[string]int{}
-	var sample time.Duration
 	giveUp := t0.Add(30 * time.Second)
 	for {
 		attempt := time.Now()
@@ -138,11 +182,11 @@ func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger
 			break
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 		failures[shortErr(err)]++
 		if time.Now().After(giveUp) {
-			return 0, fmt.Errorf("no write succeeded within 30s of killing replica %d", id)
+			return 0, 0, fmt.Errorf("no write succeeded within 30s of killing replica %d", id)
 		}
 		if d := 5*time.Millisecond - time.Since(attempt); d > 0 {
 			time.Sleep(d)
@@ -150,30 +194,31 @@ func failoverRound(ctx context.Context, cfg Config, cell *localCell, log *logger
 	}
 	// Restart the killed replica and wait until it serves again.
 	if err := cell.waitGone(li, pid, 10*time.Second); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	r0 := time.Now()
 	if err := cell.start(li, false); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	newLeader, err := cell.healthy(ctx, 30*time.Second)
 	if err != nil {
-		return 0, fmt.Errorf("after restarting replica %d: %w", id, err)
+		return 0, 0, fmt.Errorf("after restarting replica %d: %w", id, err)
 	}
 	rc, err := lockd.New([]string{cell.endpoints()[li]}, lockd.WithoutDiscovery())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer rc.Close()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err = rc.Get(rctx, path)
 	cancel()
+	restart = time.Since(r0)
 	if err != nil {
-		return 0, fmt.Errorf("linearizable read through restarted replica %d: %w", id, err)
+		return 0, 0, fmt.Errorf("linearizable read through restarted replica %d: %w", id, err)
 	}
 	log.printf("failover: round %d: killed leader r%d (pid %d): first write after %s (%d failed attempts %v); new leader r%d; r%d serving again %s after restart",
-		round, id, pid, fmtMs(sample), sum(failures), failures, cell.cfgs[newLeader].ID, id, time.Since(r0).Round(time.Millisecond))
-	return sample, nil
+		round, id, pid, fmtMs(sample), sum(failures), failures, cell.cfgs[newLeader].ID, id, restart.Round(time.Millisecond))
+	return sample, restart, nil
 }
 
 func sum(m map[string]int) int {

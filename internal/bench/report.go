@@ -190,7 +190,7 @@ type series struct {
 // client count for each system, as an SVG of two panels.
 func Plot(workload string, counts []int, systems []series) string {
 	const (
-		W, H       = 980, 420
+		W, H       = 980, 460
 		panelW     = 400
 		panelH     = 300
 		top, left  = 60, 80

@@ -191,7 +191,8 @@ func loop(ctx context.Context, recs []*recorder, win window, op func(ctx context
 				err := op(ctx, i, seq)
 				t1 := time.Now()
 				if ctx.Err() != nil {
-					return // cut off by the end of the window
+					r.cut = t1.Sub(t0) // cut off by the end of the window
+					return
 				}
 				if !win.counts(t0, t1) {
 					if err != nil {
