@@ -31,6 +31,11 @@ type clientFlags struct {
 	token     string
 	cell      string
 	timeout   time.Duration
+	ca        string
+	cert      string
+	key       string
+	// endpointsSet: the user named the endpoints (else defaults are used).
+	endpointsSet bool
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -39,9 +44,16 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 		def = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003,http://127.0.0.1:7004,http://127.0.0.1:7005"
 	}
 	cmd.Flags().StringVar(&f.endpoints, "endpoints", def, "comma-separated replica URLs (env LOCKD_ENDPOINTS)")
+	f.endpointsSet = os.Getenv("LOCKD_ENDPOINTS") != ""
+	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
+		f.endpointsSet = f.endpointsSet || cmd.Flags().Changed("endpoints")
+	}
 	cmd.Flags().StringVar(&f.token, "token", os.Getenv("LOCKD_TOKEN"), "bearer token (env LOCKD_TOKEN)")
 	cmd.Flags().StringVar(&f.cell, "cell", "local", "cell name, for names that are not full /ls/ paths")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Second, "timeout of each request to the cell")
+	cmd.Flags().StringVar(&f.ca, "ca", os.Getenv("LOCKD_CA"), "CA certificate of a TLS cell (env LOCKD_CA)")
+	cmd.Flags().StringVar(&f.cert, "cert", os.Getenv("LOCKD_CERT"), "client certificate, for cells that require one (env LOCKD_CERT)")
+	cmd.Flags().StringVar(&f.key, "key", os.Getenv("LOCKD_KEY"), "client certificate key (env LOCKD_KEY)")
 }
 
 func (f *clientFlags) client() (*lockd.Client, error) {
@@ -54,6 +66,19 @@ func (f *clientFlags) client() (*lockd.Client, error) {
 	opts := []lockd.ClientOption{lockd.WithRequestTimeout(f.timeout)}
 	if f.token != "" {
 		opts = append(opts, lockd.WithToken(f.token))
+	}
+	tc, err := f.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, lockd.WithTLS(tc))
+		if !f.endpointsSet {
+			// The default endpoints, over TLS.
+			for i, e := range eps {
+				eps[i] = strings.Replace(e, "http://", "https://", 1)
+			}
+		}
 	}
 	c, err := lockd.New(eps, opts...)
 	if err != nil {

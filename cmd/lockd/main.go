@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lockd/lockd/internal/bench"
 )
 
 // exitError carries a process exit status through cobra.
@@ -46,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.AddCommand(serveCmd(), cellCmd())
 	root.AddCommand(clientCmds()...)
+	root.AddCommand(certsCmd(), tokenCmd(), bench.NewCommand())
 	markUsageErrors(root)
 	return root.ExecuteContext(ctx)
 }
