@@ -36,8 +36,18 @@ func runLoad(ctx context.Context, cfg Config) (Result, error) {
 			}
 		}
 	}()
+	var opts []lockd.ClientOption
+	if cfg.Workload == WorkloadWatch {
+		// Thousands of watchers: their Clients share one pool of
+		// connections (each stream still has its own), so that setup
+		// requests do not leave an idle connection per watcher behind.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 256
+		defer t.CloseIdleConnections()
+		opts = append(opts, lockd.WithHTTPClient(&http.Client{Transport: t}))
+	}
 	for i := range clients {
-		c, err := lockd.New(cfg.Endpoints)
+		c, err := lockd.New(cfg.Endpoints, opts...)
 		if err != nil {
 			return res, err
 		}
