@@ -85,6 +85,11 @@ type Node struct {
 	snapOffset uint64
 	bootSnap   uint64
 
+	// lastTick is when the core's clock was last advanced: the clock follows
+	// elapsed monotonic time, not the number of ticker events, which a
+	// stopped process (SIGSTOP, a long pause) never receives.
+	lastTick time.Time
+
 	status  atomic.Pointer[Status]
 	errMu   sync.Mutex
 	err     error
@@ -281,6 +286,7 @@ func (n *Node) run() {
 	defer close(n.doneCh)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	n.lastTick = time.Now()
 	recv := n.cfg.Transport.Receive()
 	if err := n.handleReady(); err != nil {
 		n.fail(err)
@@ -293,7 +299,7 @@ func (n *Node) run() {
 			n.fail(ErrStopped)
 			return
 		case <-ticker.C:
-			n.core.Tick()
+			n.advanceClock()
 			if n.lazy != nil {
 				if n.lazyTicks++; n.lazyTicks >= lazyCommitTicks {
 					if err := n.flushLazy(); err != nil {
@@ -341,12 +347,30 @@ func (n *Node) drain(recv <-chan Message) {
 	}
 }
 
+// advanceClock ticks the core for the monotonic time that passed since the
+// last tick, in one jump when that is more than one tick. It runs before any
+// input is handled, so a replica that was stopped (SIGSTOP, a long GC or VM
+// pause) sees its lease and timeouts run out before it serves a read or takes
+// a proposal: counting ticker events instead would lose the stopped time
+// (a Ticker delivers one event after any pause) and a resumed leader would
+// serve stale reads from a lease that ran out long ago.
+func (n *Node) advanceClock() {
+	due := uint64(time.Since(n.lastTick) / n.cfg.TickInterval)
+	if due == 0 {
+		return
+	}
+	n.core.TickBy(due)
+	n.lastTick = n.lastTick.Add(time.Duration(due) * n.cfg.TickInterval)
+}
+
 func (n *Node) step(m Message) {
+	n.advanceClock()
 	n.observe(m, false)
 	n.core.Step(m)
 }
 
 func (n *Node) addProposal(p proposal) {
+	n.advanceClock()
 	if err := n.core.Propose(p.cmd); err != nil {
 		p.ch <- propResult{err: err}
 		return
@@ -355,6 +379,7 @@ func (n *Node) addProposal(p proposal) {
 }
 
 func (n *Node) addRead(r readReq) {
+	n.advanceClock()
 	if n.core.Role() != Leader {
 		r.ch <- readResult{err: ErrNotLeader}
 		return

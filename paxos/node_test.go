@@ -231,3 +231,87 @@ func (c *memCell) diskOf(id NodeID) Storage {
 	c.t.Fatalf("no disk for replica %d", id)
 	return nil
 }
+
+// blockingStorage stalls Save while blocked, as a stopped process would.
+type blockingStorage struct {
+	Storage
+	mu      sync.Mutex
+	blocked chan struct{} // non-nil: Save waits for it to close
+	entered chan struct{} // closed when a Save is stalled
+}
+
+func (b *blockingStorage) block() {
+	b.mu.Lock()
+	b.blocked, b.entered = make(chan struct{}), make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *blockingStorage) release() {
+	b.mu.Lock()
+	close(b.blocked)
+	b.blocked = nil
+	b.mu.Unlock()
+}
+
+func (b *blockingStorage) Save(hs *HardState, entries []Entry, snap *Snapshot) error {
+	b.mu.Lock()
+	gate, entered := b.blocked, b.entered
+	b.mu.Unlock()
+	if gate != nil {
+		close(entered)
+		<-gate
+	}
+	return b.Storage.Save(hs, entries, snap)
+}
+
+// TestStalledLeaderDoesNotServeStaleLeaseReads is the regression test of a
+// bug the fault-testing harness found: a leader whose process is stopped
+// (here its loop is stalled in a Save) for longer than its lease, cut off
+// while the others elect a new leader, must not serve a lease read when it
+// runs again. Its clock follows elapsed time, not the one ticker event a
+// stopped process gets afterwards.
+func TestStalledLeaderDoesNotServeStaleLeaseReads(t *testing.T) {
+	c := newMemCell(t, 3, 1000)
+	c.propose("warm")
+	old := c.leader()
+	oldID := old.node.Status().ID
+	disk := &blockingStorage{Storage: c.disks[oldID]}
+	c.stop(oldID)
+	c.start(oldID, disk)
+	c.converge([]string{"warm"})
+	for c.leader().node.Status().ID != oldID {
+		// Make the restarted replica lead again: stop the current leader
+		// and restart it, until the one with the blocking disk wins.
+		l := c.leader().node.Status().ID
+		c.stop(l)
+		c.start(l, c.disks[l])
+	}
+	old = c.reps[oldID]
+	disk.block()
+	go func() { _, _ = old.node.Propose(context.Background(), []byte("stalls")) }()
+	<-disk.entered // the old leader's loop is stuck in Save
+	c.net.Isolate(oldID, c.peers)
+	// The others elect a new leader meanwhile.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var found bool
+		for id, r := range c.reps {
+			if st := r.node.Status(); id != oldID && st.Role == Leader && st.LeaseRemaining > 0 {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader while the old one was stalled")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	disk.release()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := old.node.LinearizableRead(ctx); err == nil {
+		t.Fatal("the stalled, deposed leader served a lease read from a lease that ran out while it was stopped")
+	}
+}

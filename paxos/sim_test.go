@@ -309,12 +309,12 @@ func (s *sim) tickAll() {
 			continue
 		}
 		if n.pausedUntil != 0 {
-			// A paused process's monotonic clock ran on while it slept.
-			for range s.now - n.pausedAt - 1 {
-				n.core.Tick()
-				s.process(n)
-			}
+			// A paused process's monotonic clock ran on while it slept:
+			// the node catches up in one jump, as Node does.
+			n.core.TickBy(s.now - n.pausedAt)
+			s.process(n)
 			n.pausedUntil = 0
+			continue
 		}
 		n.core.Tick()
 		s.process(n)

@@ -145,6 +145,13 @@ func (s *Service) KeepAlive(ctx context.Context, id string) (SessionInfo, error)
 		// clients that are looking for the new leader.
 		s.promote(ctx)
 	}
+	// Only a leader whose lease holds may extend a session: a leader that was
+	// stopped and resumed may still believe it leads while its lease table
+	// says every session ran out; the lease read finds it deposed (and the
+	// request goes to the real leader) instead of it answering expired.
+	if err := s.Read(ctx); err != nil {
+		return SessionInfo{}, err
+	}
 	now := s.now()
 	_, err := s.leases.KeepAlive(now, id)
 	switch {

@@ -34,9 +34,9 @@
 // the fault timeline, registers.json, porcupine.html, locks.json, the
 // replicas' logs) to Config.ArtifactsDir or a new temporary directory;
 // TestRecheckHistory (-chaos.history) checks a registers.json again and
-// narrows a violation down. Bugs the harness found have reproductions in
-// repro_test.go (-chaos.repro); while one is open, the CI profile leaves out
-// the faults that show it (knownBugs in chaos_test.go).
+// narrows a violation down. Bugs the harness found keep their reproductions
+// in repro_test.go as regression tests; while one is open, the CI profile
+// leaves out the faults that show it (knownBugs in chaos_test.go).
 package chaos
 
 import (

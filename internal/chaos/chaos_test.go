@@ -20,11 +20,7 @@ var (
 // shows them. The CI profile leaves those faults out until the fix lands, so
 // that it keeps guarding everything else; -chaos.all puts them back, and the
 // long profile and cmd/chaos always run them. Delete an entry with its fix.
-var knownBugs = map[string]string{
-	"pause-leader": "a SIGSTOPped leader, when it continues, serves stale linearizable reads (TestReproPausedLeaderStaleRead) " +
-		"and answers live sessions' KeepAlives with session_expired (TestReproResumedLeaderExpiresLiveSessions)",
-	"pause": "the same, whenever the replica paused is the leader",
-}
+var knownBugs = map[string]string{}
 
 var flagAll = flag.Bool("chaos.all", false, "CI profile: also inject the faults of known, unfixed bugs")
 

@@ -3,7 +3,6 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,8 +15,6 @@ import (
 	"github.com/lockd/lockd/internal/testcell"
 )
 
-var flagRepro = flag.Bool("chaos.repro", false, "run the reproductions of lockd bugs the harness found (they fail until the bug is fixed)")
-
 // TestReproPausedLeaderStaleRead reproduces the first bug the harness found
 // (seed 1 of the CI profile: a linearizable GET answered with a value 8
 // writes old). A leader that is SIGSTOPped for longer than its lease, while
@@ -25,13 +22,11 @@ var flagRepro = flag.Bool("chaos.repro", false, "run the reproductions of lockd 
 // reads that were waiting for it from its stale state when it continues: its
 // lease is counted in Paxos ticks, and ticks are only counted when a
 // time.Ticker fires, so the seconds it spent stopped never happened on its
-// clock and the lease still looks valid (DESIGN.md trap 8).
-//
-//	go test ./internal/chaos -run TestReproPausedLeaderStaleRead -chaos.repro -v
+// clock and the lease still looked valid (DESIGN.md trap 8). Fixed: the
+// Node's clock now follows elapsed monotonic time (paxos.Node.advanceClock;
+// unit regression test paxos TestStalledLeaderDoesNotServeStaleLeaseReads),
+// and this stays as the end-to-end regression test.
 func TestReproPausedLeaderStaleRead(t *testing.T) {
-	if !*flagRepro {
-		t.Skip("set -chaos.repro to run the reproduction of a known lockd bug")
-	}
 	nw, err := NewNetwork(replicas)
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +135,8 @@ func others(r uint32) []uint32 {
 // flag session.Service.Run updates every 25 ms, and whose deadlines all
 // passed while the process was stopped.
 //
-//	go test ./internal/chaos -run TestReproResumedLeaderExpiresLiveSessions -chaos.repro -v
+//	go test ./internal/chaos -run TestReproResumedLeaderExpiresLiveSessions -v
 func TestReproResumedLeaderExpiresLiveSessions(t *testing.T) {
-	if !*flagRepro {
-		t.Skip("set -chaos.repro to run the reproduction of a known lockd bug")
-	}
 	nw, err := NewNetwork(replicas)
 	if err != nil {
 		t.Fatal(err)
