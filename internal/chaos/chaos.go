@@ -5,10 +5,11 @@
 // Paxos port and the HTTP port), runs concurrent client workloads through
 // the HTTP API, injects faults on a seeded schedule (SIGKILL and restart of
 // one replica, the leader, or two at once; SIGSTOP pauses longer than the
-// leader lease; partitions that isolate the leader, split the cell 3/2 or
-// bridge two halves through one replica; loss of a replica's data directory
-// and its rebuild by catch-up), heals, waits for the cell to recover, and
-// checks the recorded histories:
+// leader lease, of any replica or of the leader, which may also be cut off
+// and continue alone a while; partitions that isolate the leader, split the
+// cell 3/2 or bridge two halves through one replica; loss of a replica's
+// data directory and its rebuild by catch-up), heals, waits for the cell to
+// recover, and checks the recorded histories:
 //
 //   - registers (read, write, compare-and-set on content generation) are
 //     linearizable (Porcupine); on a violation the visualization is written;
@@ -17,6 +18,7 @@
 //     a stale sequencer;
 //   - sessions that keep their KeepAlives survive every leader change and
 //     keep their locks; sessions that stop them expire and their locks free;
+//     no session ends before the lease a KeepAlive promised ran out;
 //   - every acknowledged write is present at the end.
 //
 // Every run ends with one summary line (Summary.String):

@@ -25,8 +25,30 @@ var knownBugs = map[string]string{}
 var flagAll = flag.Bool("chaos.all", false, "CI profile: also inject the faults of known, unfixed bugs")
 
 // ciSeeds are the seeds of the CI profile: together they deal every kind of
-// fault at least once.
+// fault within the first ciFaults of each (TestCISeedsMeetEveryFault).
 var ciSeeds = []int64{1, 2, 3}
+
+// ciFaults is how many faults a 30 s run injects at least (held 1-4 s, a
+// quiet spell and a recovery between them).
+const ciFaults = 6
+
+func TestCISeedsMeetEveryFault(t *testing.T) {
+	var skip []string
+	for kind := range knownBugs {
+		skip = append(skip, kind)
+	}
+	met := map[string]bool{}
+	for _, seed := range ciSeeds {
+		for _, kind := range FaultOrder(seed, skip, ciFaults) {
+			met[kind] = true
+		}
+	}
+	for _, kind := range FaultKinds {
+		if !met[kind] && knownBugs[kind] == "" {
+			t.Errorf("no CI seed deals fault %s in its first %d faults: pick other ciSeeds", kind, ciFaults)
+		}
+	}
+}
 
 // TestChaosCI is the bounded profile CI runs (in -short mode too): a few
 // seeds, each a fresh five-process cell under every workload and a seeded

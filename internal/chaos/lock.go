@@ -232,6 +232,10 @@ func CheckLocks(grants []Grant, log []ResourceWrite, acked []string) []string {
 		bad = append(bad, risingGenerations(l, gs)...)
 	}
 	// The resource's log.
+	granted := map[string]*grantIndex{}
+	for l, gs := range byLock {
+		granted[l] = newGrantIndex(gs)
+	}
 	sessionOf := map[string]map[uint64]string{}
 	lastGen := map[string]uint64{}
 	for _, wr := range log {
@@ -246,12 +250,9 @@ func CheckLocks(grants []Grant, log []ResourceWrite, acked []string) []string {
 			bad = append(bad, fmt.Sprintf("%s: resource accepted generation %d from sessions %s and %s", wr.Lock, wr.Gen, s, wr.Session))
 		}
 		sessionOf[wr.Lock][wr.Gen] = wr.Session
-		for _, g := range byLock[wr.Lock] {
-			if g.Gen > wr.Gen && g.Return < wr.CheckCall {
-				bad = append(bad, fmt.Sprintf("%s: sequencer of generation %d (session %s) checked valid at %s, after generation %d was granted at %s",
-					wr.Lock, wr.Gen, wr.Session, ts(wr.CheckCall), g.Gen, ts(g.Return)))
-				break
-			}
+		if g, ok := granted[wr.Lock].highestBefore(wr.CheckCall); ok && g.Gen > wr.Gen {
+			bad = append(bad, fmt.Sprintf("%s: sequencer of generation %d (session %s) checked valid at %s, after generation %d was granted at %s",
+				wr.Lock, wr.Gen, wr.Session, ts(wr.CheckCall), g.Gen, ts(g.Return)))
 		}
 	}
 	inLog := map[string]bool{}
@@ -264,6 +265,36 @@ func CheckLocks(grants []Grant, log []ResourceWrite, acked []string) []string {
 		}
 	}
 	return bad
+}
+
+// grantIndex answers "the highest generation granted (answered) before t".
+type grantIndex struct {
+	byReturn []Grant
+	top      []int // top[i]: index in byReturn of the highest generation among byReturn[:i+1]
+}
+
+func newGrantIndex(gs []Grant) *grantIndex {
+	x := &grantIndex{byReturn: append([]Grant(nil), gs...)}
+	sort.Slice(x.byReturn, func(i, j int) bool { return x.byReturn[i].Return < x.byReturn[j].Return })
+	x.top = make([]int, len(x.byReturn))
+	for i := range x.byReturn {
+		x.top[i] = i
+		if i > 0 && x.byReturn[x.top[i-1]].Gen > x.byReturn[i].Gen {
+			x.top[i] = x.top[i-1]
+		}
+	}
+	return x
+}
+
+func (x *grantIndex) highestBefore(t int64) (Grant, bool) {
+	if x == nil {
+		return Grant{}, false
+	}
+	n := sort.Search(len(x.byReturn), func(i int) bool { return x.byReturn[i].Return >= t })
+	if n == 0 {
+		return Grant{}, false
+	}
+	return x.byReturn[x.top[n-1]], true
 }
 
 // risingGenerations: a grant answered before another grant was asked for

@@ -130,7 +130,13 @@ func (w *world) registerClient(ctx context.Context, rnd *rand.Rand, h *regHistor
 			replica = rnd.Intn(len(w.urls))
 		}
 		call := w.now()
-		r := do(ctx, w.hc, w.opTimeout, method, w.urls[replica]+"/v1/nodes"+key, body)
+		timeout := w.opTimeout
+		if in.Op == OpRead {
+			// Reads may wait longer: one that waits out a paused or cut-off
+			// replica and is answered when it comes back is a good test.
+			timeout = 5 * time.Second
+		}
+		r := do(ctx, w.hc, timeout, method, w.urls[replica]+"/v1/nodes"+key, body)
 		ret := w.now()
 		w.ops.Add(1)
 		if ctx.Err() != nil && r.Err != nil {

@@ -49,7 +49,7 @@ func TestReproPausedLeaderStaleRead(t *testing.T) {
 	// continues (an isolated leader must stop serving reads when its lease
 	// runs out, whatever happened meanwhile).
 	cell.Pause(leader)
-	nw.Partition([][]uint32{{leader}, others(leader)}, Drop)
+	nw.Partition([][]uint32{{leader}, othersThan(leader)}, Drop)
 	resumed := false
 	defer func() {
 		if !resumed {
@@ -117,17 +117,6 @@ func TestReproPausedLeaderStaleRead(t *testing.T) {
 	t.Logf("first answer: %v", got[0])
 }
 
-// others lists every replica but r.
-func others(r uint32) []uint32 {
-	var out []uint32
-	for i := uint32(1); i <= replicas; i++ {
-		if i != r {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
 // TestReproResumedLeaderExpiresLiveSessions: a leader SIGSTOPped for longer
 // than a session's TTL answers the KeepAlives that waited for it with 410
 // session_expired when it continues, although the session is alive (the new
@@ -158,7 +147,7 @@ func TestReproResumedLeaderExpiresLiveSessions(t *testing.T) {
 	defer s.end()
 
 	cell.Pause(leader)
-	nw.Partition([][]uint32{{leader}, others(leader)}, Drop) // nothing deposes it when it continues
+	nw.Partition([][]uint32{{leader}, othersThan(leader)}, Drop) // nothing deposes it when it continues
 	resumed := false
 	defer func() {
 		if !resumed {
