@@ -108,7 +108,7 @@ func (c *memCell) start(id NodeID, disk Storage) {
 	sm := &listSM{}
 	tr := c.net.Transport(id)
 	node, err := NewNode(NodeConfig{Core: cfg, Storage: disk, Transport: tr, StateMachine: sm,
-		TickInterval: time.Millisecond, SnapshotEvery: c.snap, Logger: testLogger(c.t).With("replica", id)})
+		TickInterval: 2 * time.Millisecond, SnapshotEvery: c.snap, Logger: testLogger(c.t).With("replica", id)})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -50,10 +50,12 @@ type Options struct {
 	NoForward bool
 	// Grace is the session grace a new leader grants (default 200ms).
 	Grace time.Duration
-	// TickInterval is the Paxos tick (default 2ms). The tick counts are
+	// TickInterval is the Paxos tick (default 5ms). The tick counts are
 	// paxos.DefaultConfig's, tuned for 10ms ticks, so the cell runs them
-	// five times faster: with DefaultConfig's 20 election ticks, an election
-	// timeout of about 40-80ms.
+	// twice as fast: an election timeout of 100-150ms. The Paxos clock
+	// follows real elapsed time, so a replica stalled longer than that
+	// (race detector, a loaded machine) loses its leadership: much shorter
+	// ticks make leaders flap under -race.
 	TickInterval time.Duration
 	// SSEKeepAlive is the API's idle-stream comment interval (default 15s).
 	SSEKeepAlive time.Duration
@@ -137,7 +139,7 @@ func NewCellWith(t testing.TB, opts Options) *Cell {
 		opts.Grace = 200 * time.Millisecond
 	}
 	if opts.TickInterval <= 0 {
-		opts.TickInterval = 2 * time.Millisecond
+		opts.TickInterval = 5 * time.Millisecond
 	}
 	if opts.LogLevel == hclog.NoLevel {
 		opts.LogLevel = hclog.Warn
