@@ -10,10 +10,12 @@ build:
 	CGO_ENABLED=0 $(GO) build -o bin/lockd ./cmd/lockd
 
 # test: everything CI runs. Lint, the race-enabled suite, then the full
-# 2,000-seed Paxos simulation (which prints its summary line).
+# 2,000-seed Paxos simulation (which prints its summary line), then a short
+# run of every fuzz target of the network- and disk-facing decoders.
 test: lint
 	$(GO) test -race -short -count=1 ./...
 	$(GO) test -count=1 -run 'TestSimulation$$' -v ./paxos/ | grep -E '^(simulation:|--- |ok|FAIL|panic)|seed [0-9]+:|replay:'
+	FUZZTIME=5s ./scripts/fuzz-smoke.sh
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

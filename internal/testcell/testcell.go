@@ -50,17 +50,25 @@ var (
 	buildErr  error
 )
 
-// Binary builds the lockd command once per test process and returns its path.
+// Binary builds the lockd command once per test process and returns its
+// path. Every test process shares one file per build flavour (race or not)
+// under the temporary directory, replaced by an atomic rename (a running
+// replica keeps its own copy), so test runs leave no binaries behind.
 func Binary(tb TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lockd-bin-")
-		if err != nil {
+		dir := filepath.Join(os.TempDir(), "lockd-testcell")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "lockd")
-		args := []string{"build", "-o", binPath}
+		name := "lockd"
+		if raceEnabled {
+			name = "lockd-race"
+		}
+		binPath = filepath.Join(dir, name)
+		tmp := fmt.Sprintf("%s.%d.tmp", binPath, os.Getpid())
+		args := []string{"build", "-o", tmp}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
@@ -69,7 +77,13 @@ func Binary(tb TB) string {
 		cmd.Dir = moduleRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
+			os.Remove(tmp)
 			buildErr = fmt.Errorf("building lockd: %v\n%s", err, out)
+			return
+		}
+		if err := os.Rename(tmp, binPath); err != nil {
+			os.Remove(tmp)
+			buildErr = err
 		}
 	})
 	if buildErr != nil {
