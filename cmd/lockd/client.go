@@ -253,8 +253,9 @@ func stopChild(child *exec.Cmd, done <-chan error, grace time.Duration) error {
 
 func electCmd() *cobra.Command {
 	var (
-		f   clientFlags
-		ttl time.Duration
+		f         clientFlags
+		ttl       time.Duration
+		lockDelay time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "elect NAME VALUE",
@@ -274,16 +275,17 @@ lost (the session expired); 1 on other failures.`,
 			if !strings.HasPrefix(name, "/ls/") {
 				name = "elections/" + strings.TrimPrefix(name, "/")
 			}
-			return runElect(cmd.Context(), c, f.path(name), args[1], ttl, cmd.OutOrStdout())
+			return runElect(cmd.Context(), c, f.path(name), args[1], ttl, lockDelay, cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "session TTL")
+	cmd.Flags().DurationVar(&lockDelay, "lock-delay", 15*time.Second, "how long a standby waits after this process dies without resigning")
 	return cmd
 }
 
-func runElect(ctx context.Context, c *lockd.Client, path, value string, ttl time.Duration, out io.Writer) error {
-	sess, err := lockd.NewSession(ctx, c, lockd.WithTTL(ttl), lockd.WithLabel("lockd elect "+path))
+func runElect(ctx context.Context, c *lockd.Client, path, value string, ttl, lockDelay time.Duration, out io.Writer) error {
+	sess, err := lockd.NewSession(ctx, c, lockd.WithTTL(ttl), lockd.WithLockDelay(lockDelay), lockd.WithLabel("lockd elect "+path))
 	if err != nil {
 		return fmt.Errorf("creating a session: %w", err)
 	}
