@@ -20,6 +20,9 @@
 #   SHARED     where the reference harnesses are (../shared/bench next to
 #              the repository, else /work/shared/bench)
 #   TMPDIR     where the cells' data go (the disk being measured)
+# All three cells run at once and each workload row is measured on every
+# system in turn (the others idle meanwhile), so that the rest of a shared
+# host's load falls on all three alike.
 # Outputs in OUT_DIR: lockd.jsonl, etcd.jsonl, zk.jsonl, fsync.jsonl,
 # machine.txt, table.md, put.svg, lock.svg, and the progress in log.txt.
 # Every step has a timeout; the script always stops by itself (about 15-25
@@ -109,38 +112,22 @@ wait_ready() {
 	return 1
 }
 
-# run_benches NAME CMD...: the workloads, CMD given --workload, --clients,
-# --duration and (lock) --keys.
-run_benches() {
-	local name="$1" out="$OUT/$1.jsonl"
-	shift
-	: >"$out"
-	one() {
-		if ! kill -0 "$CELL_PID" 2>/dev/null; then
-			log "$name: cell is gone; skipping $*"
-			RC=1
-			return
-		fi
-		log "$name: $*"
-		timeout -k 5 $((DURATION + 180)) "$@" --duration "$DURATION" >>"$out" || { log "$name: $* failed"; RC=1; }
-	}
-	for c in $COUNTS; do one "$@" --workload put --clients "$c"; done
-	for c in $COUNTS; do one "$@" --workload lock --clients "$c" --keys "$c"; done
-	one "$@" --workload lock --clients 16 --keys 1
-	one "$@" --workload elect --clients 4
+declare -A CPID EPS
+stop_cells() {
+	for sys in "${!CPID[@]}"; do
+		CELL_PID="${CPID[$sys]}"
+		stop_cell
+	done
 }
+trap 'stop_cells; rm -rf "$WORK"' EXIT
 
-# lockd_cell: start `lockd cell` (sets CELL_PID and EP) and wait until it
-# has a leader.
-lockd_cell() {
+start_lockd() {
 	LOCKD_LOG_LEVEL=warn "$BIN/lockd" cell --dir "$WORK/lockd" --base-port 7601 >"$WORK/lockd-cell.log" 2>&1 &
-	CELL_PID=$!
-	EP="http://127.0.0.1:7601,http://127.0.0.1:7602,http://127.0.0.1:7603,http://127.0.0.1:7604,http://127.0.0.1:7605"
+	CPID[lockd]=$!
+	EPS[lockd]="http://127.0.0.1:7601,http://127.0.0.1:7602,http://127.0.0.1:7603,http://127.0.0.1:7604,http://127.0.0.1:7605"
 	for _ in $(seq 1 300); do
-		if curl -sf -m 1 http://127.0.0.1:7601/v1/cluster 2>/dev/null | grep -q '"leader":"[0-9]'; then
-			return 0
-		fi
-		kill -0 "$CELL_PID" 2>/dev/null || break
+		curl -sf -m 1 http://127.0.0.1:7601/v1/cluster 2>/dev/null | grep -q '"leader":"[0-9]' && return 0
+		kill -0 "${CPID[lockd]}" 2>/dev/null || break
 		sleep 0.2
 	done
 	log "lockd cell did not come up"
@@ -148,70 +135,92 @@ lockd_cell() {
 	return 1
 }
 
+start_etcd() {
+	"$BIN/etcdref" cell --dir "$WORK/etcd" --base-port 23790 --members 5 --ready-file "$WORK/etcd.ready" \
+		--parent-pid $$ >/dev/null 2>"$WORK/etcd-cell.log" &
+	CPID[etcd]=$!
+	wait_ready "$WORK/etcd.ready" "${CPID[etcd]}" 90 || { log "etcd cell did not come up"; return 1; }
+	EPS[etcd]="$(cat "$WORK/etcd.ready")"
+}
+
+start_zk() {
+	if [[ ! -d /usr/share/zookeeper ]]; then
+		log "installing zookeeper with apt-get"
+		{ timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq zookeeper; } >&2 ||
+			{ log "apt-get install zookeeper failed"; return 1; }
+	fi
+	"$BIN/zkref" cell --dir "$WORK/zk" --base-port 24790 --members 5 --ready-file "$WORK/zk.ready" \
+		--parent-pid $$ >/dev/null 2>"$WORK/zk-cell.log" &
+	CPID[zk]=$!
+	wait_ready "$WORK/zk.ready" "${CPID[zk]}" 120 || { log "zk ensemble did not come up"; return 1; }
+	EPS[zk]="$(cat "$WORK/zk.ready")"
+	if ((WARMUP > 0)); then # the JVMs reach steady speed only after the JIT warmed up
+		timeout 60 "$BIN/zkref" bench --endpoints "${EPS[zk]}" --workload put --clients 16 --duration "$WARMUP" >/dev/null
+		timeout 60 "$BIN/zkref" bench --endpoints "${EPS[zk]}" --workload lock --clients 16 --duration "$WARMUP" >/dev/null
+	fi
+}
+
+# bench SYS ARGS...: one measurement of SYS, its JSON line to SYS.jsonl.
+bench() {
+	local sys="$1"
+	shift
+	if ! kill -0 "${CPID[$sys]:-0}" 2>/dev/null; then
+		log "$sys: cell is gone; skipping $*"
+		RC=1
+		return
+	fi
+	local cmd
+	case "$sys" in
+	lockd) cmd=("$BIN/lockd-bench" --json --quiet) ;;
+	etcd) cmd=("$BIN/etcdref" bench) ;;
+	zk) cmd=("$BIN/zkref" bench) ;;
+	esac
+	log "$sys: $*"
+	timeout -k 5 $((DURATION + 180)) "${cmd[@]}" --endpoints "${EPS[$sys]}" --duration "$DURATION" "$@" \
+		>>"$OUT/$sys.jsonl" || { log "$sys: $* failed"; RC=1; }
+}
+
+failover() {
+	local sys="$1"
+	log "$sys: failover, $KILLS kills"
+	case "$sys" in
+	lockd) # on a cell of its own, which the bench starts and stops
+		timeout -k 5 $((KILLS * 60 + 120)) "$BIN/lockd-bench" --json --workload failover --kills "$KILLS" \
+			--lockd "$BIN/lockd" --base-port 7901 --local-dir "$WORK/lockd-failover" >>"$OUT/lockd.jsonl" ;;
+	etcd)
+		timeout -k 5 $((KILLS * 60 + 60)) "$BIN/etcdref" failover --endpoints "${EPS[etcd]}" --cell-dir "$WORK/etcd" \
+			--kills "$KILLS" --settle 3s >>"$OUT/etcd.jsonl" ;;
+	zk)
+		timeout -k 5 $((KILLS * 60 + 60)) "$BIN/zkref" failover --endpoints "${EPS[zk]}" --cell-dir "$WORK/zk" \
+			--kills "$KILLS" --settle 3s >>"$OUT/zk.jsonl" ;;
+	esac || { log "$sys failover failed"; RC=1; }
+}
+
+# All the cells run at once (idle but for the one being measured), and each
+# workload row is measured on every system in turn, so that the other load
+# of a shared host drifts over all three alike.
+UP=()
 for sys in $SYSTEMS; do
 	case "$sys" in
-	lockd)
-		log "lockd: starting a five-replica cell"
-		if lockd_cell; then
-			run_benches lockd "$BIN/lockd-bench" --json --quiet --endpoints "$EP"
-		else
-			RC=1
-		fi
-		stop_cell
-		log "lockd: failover, $KILLS kills (the bench runs its own cell)"
-		timeout -k 5 $((KILLS * 60 + 120)) "$BIN/lockd-bench" --json --workload failover --kills "$KILLS" \
-			--lockd "$BIN/lockd" --base-port 7901 --local-dir "$WORK/lockd-failover" >>"$OUT/lockd.jsonl" ||
-			{ log "lockd failover failed"; RC=1; }
-		;;
-	etcd)
-		log "etcd: starting a five-member cell"
-		"$BIN/etcdref" cell --dir "$WORK/etcd" --base-port 23790 --members 5 --ready-file "$WORK/etcd.ready" \
-			--parent-pid $$ >/dev/null 2>"$WORK/etcd-cell.log" &
-		CELL_PID=$!
-		if wait_ready "$WORK/etcd.ready" "$CELL_PID" 90; then
-			EP="$(cat "$WORK/etcd.ready")"
-			run_benches etcd "$BIN/etcdref" bench --endpoints "$EP"
-			log "etcd: failover, $KILLS kills"
-			timeout -k 5 $((KILLS * 60 + 60)) "$BIN/etcdref" failover --endpoints "$EP" --cell-dir "$WORK/etcd" \
-				--kills "$KILLS" --settle 3s >>"$OUT/etcd.jsonl" || { log "etcd failover failed"; RC=1; }
-		else
-			log "etcd cell did not come up"
-			RC=1
-		fi
-		stop_cell
-		;;
-	zk)
-		if [[ ! -d /usr/share/zookeeper ]]; then
-			log "installing zookeeper with apt-get"
-			{ timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq zookeeper; } >&2 ||
-				{ log "apt-get install zookeeper failed"; RC=1; continue; }
-		fi
-		log "zk: starting a five-member ensemble"
-		"$BIN/zkref" cell --dir "$WORK/zk" --base-port 24790 --members 5 --ready-file "$WORK/zk.ready" \
-			--parent-pid $$ >/dev/null 2>"$WORK/zk-cell.log" &
-		CELL_PID=$!
-		if wait_ready "$WORK/zk.ready" "$CELL_PID" 120; then
-			EP="$(cat "$WORK/zk.ready")"
-			if ((WARMUP > 0)); then # the JVMs reach steady speed only after the JIT warmed up
-				timeout 60 "$BIN/zkref" bench --endpoints "$EP" --workload put --clients 16 --duration "$WARMUP" >/dev/null
-				timeout 60 "$BIN/zkref" bench --endpoints "$EP" --workload lock --clients 16 --duration "$WARMUP" >/dev/null
-			fi
-			run_benches zk "$BIN/zkref" bench --endpoints "$EP"
-			log "zk: failover, $KILLS kills"
-			timeout -k 5 $((KILLS * 60 + 60)) "$BIN/zkref" failover --endpoints "$EP" --cell-dir "$WORK/zk" \
-				--kills "$KILLS" --settle 3s >>"$OUT/zk.jsonl" || { log "zk failover failed"; RC=1; }
-		else
-			log "zk ensemble did not come up"
-			RC=1
-		fi
-		stop_cell
-		;;
-	*)
-		log "unknown system $sys"
-		RC=1
-		;;
+	lockd | etcd | zk) ;;
+	*) log "unknown system $sys"; RC=1; continue ;;
 	esac
+	: >"$OUT/$sys.jsonl"
+	log "$sys: starting a five-member cell"
+	if "start_$sys"; then UP+=("$sys"); else RC=1; fi
 done
+rows=()
+for c in $COUNTS; do rows+=("--workload put --clients $c"); done
+for c in $COUNTS; do rows+=("--workload lock --clients $c --keys $c"); done
+rows+=("--workload lock --clients 16 --keys 1" "--workload elect --clients 4")
+for row in "${rows[@]}"; do
+	for sys in "${UP[@]}"; do
+		# shellcheck disable=SC2086 # a row is words
+		bench "$sys" $row
+	done
+done
+for sys in "${UP[@]}"; do failover "$sys"; done
+stop_cells
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 

@@ -345,4 +345,3 @@ func (p *cutProxy) cut() {
 	}
 	p.conns = nil
 }
-
