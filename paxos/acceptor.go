@@ -81,23 +81,35 @@ func (c *Core) ownPromiseEntries(from uint64) []Entry {
 	return out
 }
 
-// onAccept is Phase 2b.
-func (c *Core) onAccept(m Message) {
+// fromLeader is what Accept and Heartbeat share: a recovering replica only
+// learns the commit index; a lower ballot is refused (and its commit index
+// still learned: chosen is forever); a higher one is promised, and whoever
+// led or campaigned here steps down. It reports whether m comes from the
+// leader of the ballot this acceptor now promised.
+func (c *Core) fromLeader(m Message) bool {
 	if c.hs.Recovering {
 		c.learnCommit(m.From, m.Ballot, m.Commit)
 		c.rejoinProgress(m.From, m.Ballot, m.Commit)
-		return
+		return false
 	}
 	if m.Ballot.Less(c.hs.Promised) {
 		c.send(Message{Type: MsgNack, To: m.From, Ballot: c.hs.Promised, Reason: NackBallot})
 		c.learnCommit(m.From, m.Ballot, m.Commit)
-		return
+		return false
 	}
 	if c.hs.Promised.Less(m.Ballot) && m.Ballot.Node != c.cfg.ID && (c.role == Leader || c.role == Candidate) {
 		c.becomeFollower(m.Ballot.Node)
 	}
 	c.promise(m.Ballot)
 	c.heardLeader(m.Ballot)
+	return true
+}
+
+// onAccept is Phase 2b.
+func (c *Core) onAccept(m Message) {
+	if !c.fromLeader(m) {
+		return
+	}
 	slots := make([]uint64, 0, len(m.Entries))
 	for _, e := range m.Entries {
 		slots = append(slots, e.Slot)
@@ -117,21 +129,9 @@ func (c *Core) onAccept(m Message) {
 
 // onHeartbeat renews the lease and carries the commit index.
 func (c *Core) onHeartbeat(m Message) {
-	if c.hs.Recovering {
-		c.learnCommit(m.From, m.Ballot, m.Commit)
-		c.rejoinProgress(m.From, m.Ballot, m.Commit)
+	if !c.fromLeader(m) {
 		return
 	}
-	if m.Ballot.Less(c.hs.Promised) {
-		c.send(Message{Type: MsgNack, To: m.From, Ballot: c.hs.Promised, Reason: NackBallot})
-		c.learnCommit(m.From, m.Ballot, m.Commit)
-		return
-	}
-	if c.hs.Promised.Less(m.Ballot) && m.Ballot.Node != c.cfg.ID && (c.role == Leader || c.role == Candidate) {
-		c.becomeFollower(m.Ballot.Node)
-	}
-	c.promise(m.Ballot)
-	c.heardLeader(m.Ballot)
 	// The ack must follow the sync of a raised promise, so it goes late.
 	c.send(Message{Type: MsgHeartbeatResp, To: m.From, Ballot: m.Ballot, Tick: m.Tick, Commit: c.hs.Commit})
 	c.learnCommit(m.From, m.Ballot, m.Commit)

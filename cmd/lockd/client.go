@@ -96,6 +96,19 @@ func (f *clientFlags) path(name string) string {
 	return "/ls/" + f.cell + "/" + strings.TrimPrefix(name, "/")
 }
 
+// run wraps a command's body with a client built from the flags, closed
+// when the body returns.
+func (f *clientFlags) run(body func(cmd *cobra.Command, args []string, c *lockd.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return body(cmd, args, c)
+	}
+}
+
 func clientCmds() []*cobra.Command {
 	return []*cobra.Command{lockCmd(), electCmd(), statusCmd(), getCmd(), putCmd(), lsCmd(), rmCmd(), watchCmd()}
 }
@@ -265,18 +278,13 @@ with VALUE, print a line when this process leads, and hold leadership until
 SIGINT/SIGTERM, then resign. Exit status 0 after resigning; 4 if leadership was
 lost (the session expired); 1 on other failures.`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			name := args[0]
 			if !strings.HasPrefix(name, "/ls/") {
 				name = "elections/" + strings.TrimPrefix(name, "/")
 			}
 			return runElect(cmd.Context(), c, f.path(name), args[1], ttl, lockDelay, cmd.OutOrStdout())
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "session TTL")
@@ -324,19 +332,14 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Print the cell: leader, lease, and every replica's state",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, _ []string, c *lockd.Client) error {
 			info, err := c.Cluster(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("asking the cell: %w", err)
 			}
 			printStatus(cmd.OutOrStdout(), info)
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	return cmd
@@ -375,12 +378,7 @@ func getCmd() *cobra.Command {
 		Use:   "get PATH",
 		Short: "Print a node's contents (--meta for its metadata)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			var opts []lockd.GetOption
 			if stale {
 				opts = append(opts, lockd.Stale())
@@ -397,7 +395,7 @@ func getCmd() *cobra.Command {
 			}
 			_, err = out.Write(n.Contents)
 			return err
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the asked replica without checking with the leader")
@@ -415,13 +413,9 @@ func putCmd() *cobra.Command {
 		Use:   "put PATH [VALUE]",
 		Short: "Write a node's contents (VALUE, or standard input)",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			var data []byte
+			var err error
 			if len(args) == 2 {
 				data = []byte(args[1])
 			} else if data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20)); err != nil {
@@ -440,7 +434,7 @@ func putCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s content_generation %d\n", n.Path, n.ContentGeneration)
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&createOnly, "create-only", false, "fail if the node exists")
@@ -454,12 +448,7 @@ func lsCmd() *cobra.Command {
 		Use:   "ls PATH",
 		Short: "List a directory's children",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			kids, err := c.Children(cmd.Context(), f.path(args[0]))
 			if err != nil {
 				return err
@@ -468,7 +457,7 @@ func lsCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), k)
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	return cmd
@@ -480,14 +469,9 @@ func rmCmd() *cobra.Command {
 		Use:   "rm PATH",
 		Short: "Delete a node (a directory must be empty)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			return c.Delete(cmd.Context(), f.path(args[0]))
-		},
+		}),
 	}
 	f.register(cmd)
 	return cmd
@@ -503,12 +487,7 @@ func watchCmd() *cobra.Command {
 		Use:   "watch PATH",
 		Short: "Print events on a node (or a subtree) as they happen, one per line",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: f.run(func(cmd *cobra.Command, args []string, c *lockd.Client) error {
 			opts := []lockd.WatchOption{lockd.SinceIndex(since)}
 			if recursive {
 				opts = append(opts, lockd.Recursive())
@@ -522,7 +501,7 @@ func watchCmd() *cobra.Command {
 				return err
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "watch the whole subtree")
