@@ -40,6 +40,15 @@ func runFailover(ctx context.Context, cfg Config) (Result, error) {
 		if cell, err = openLocalCell(bin, cfg.CellDir, log); err != nil {
 			return res, err
 		}
+		defer func() {
+			// The replicas restarted here are this bench's children, not
+			// the cell's: say so, so that they can be stopped.
+			cell.mu.Lock()
+			defer cell.mu.Unlock()
+			for i, p := range cell.procs {
+				log.printf("failover: replica %d restarted by the bench keeps running as pid %d (%s)", cell.cfgs[i].ID, p.Process.Pid, cell.paths[i])
+			}
+		}()
 	} else {
 		dir := cfg.LocalDir
 		if dir == "" {
