@@ -118,31 +118,82 @@ func (s *Server) awaitLeader(ctx context.Context, not string, deadline time.Time
 	}
 }
 
-// awaitLeaderChange returns when Leader() stops naming id (for at least a
-// few polls, so a blip does not abandon a request), or when ctx ends.
-func (s *Server) awaitLeaderChange(ctx context.Context, id string) {
+// leaderWatch follows Leader() for every forwarded request at once: one
+// poller per server (started by the first forward, ended by Shutdown), not a
+// ticker per request, since a blocking acquire may be forwarded for minutes.
+type leaderWatch struct {
+	once sync.Once
+	mu   sync.Mutex
+	id   string        // the leader, once seen for forwardMisses polls
+	ch   chan struct{} // closed, and replaced, when id changes
+}
+
+// leaderChange returns the leader as the watch last saw it settle, and a
+// channel closed when that changes.
+func (s *Server) leaderChange() (string, <-chan struct{}) {
+	w := &s.lw
+	w.once.Do(func() {
+		w.id, _ = s.leader()
+		w.ch = make(chan struct{})
+		go s.watchLeader()
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.id, w.ch
+}
+
+func (s *Server) watchLeader() {
+	w := &s.lw
 	t := time.NewTicker(forwardPoll)
 	defer t.Stop()
 	misses := 0
 	for {
 		select {
-		case <-ctx.Done():
+		case <-s.base.Done():
 			return
 		case <-t.C:
 		}
-		if cur, _ := s.leader(); cur != id {
-			if misses++; misses >= 3 {
-				return
-			}
-		} else {
+		cur, _ := s.leader()
+		w.mu.Lock()
+		switch {
+		case cur == w.id:
 			misses = 0
+		case misses+1 >= forwardMisses: // a blip does not count as a change
+			w.id, misses = cur, 0
+			close(w.ch)
+			w.ch = make(chan struct{})
+		default:
+			misses++
+		}
+		w.mu.Unlock()
+	}
+}
+
+// awaitLeaderChange returns at the first settled change of leader after
+// which the leader is not id, or when ctx ends.
+func (s *Server) awaitLeaderChange(ctx context.Context, id string) {
+	first := true
+	for {
+		cur, changed := s.leaderChange()
+		if cur != id && !first {
+			return
+		}
+		first = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
 		}
 	}
 }
 
-// forwardPoll is how often a forwarded request checks that its leader is
-// still the leader.
-const forwardPoll = 25 * time.Millisecond
+// forwardPoll is how often the leader watch looks at Leader(), and
+// forwardMisses how many polls in a row must see another leader before it
+// counts as a change.
+const (
+	forwardPoll   = 25 * time.Millisecond
+	forwardMisses = 3
+)
 
 // leaderUnreachable is a forward that could not connect to the leader:
 // nothing was sent, so the request may go to the next leader.

@@ -87,6 +87,7 @@ type Server struct {
 	now    func() time.Time
 	e      *echo.Echo
 	fwd    *forwarder
+	lw     leaderWatch
 	auth   *authState
 	base   context.Context // cancelled by Shutdown: ends watches and waits
 	cancel context.CancelFunc
